@@ -31,7 +31,7 @@
 // The module can also be imported: see kuboAddOptions(), importEntries(),
 // importBytesKubo().
 
-import { createReadStream } from 'node:fs'
+import { createReadStream, realpathSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { BlackHoleBlockstore } from 'blockstore-core/black-hole'
@@ -89,8 +89,12 @@ export function kuboAddOptions (opts = {}) {
   }
 }
 
-/** Blockstore that discards blocks (optionally recording them). */
-class DiscardBlockstore extends BlackHoleBlockstore {
+/**
+ * Blockstore for the importer. It only ever calls put(cid, bytes); blocks are
+ * discarded unless `record` is set, in which case they are kept in `blocks`
+ * (Map cid string -> {cid, bytes}, in first-put order).
+ */
+export class DiscardBlockstore extends BlackHoleBlockstore {
   constructor (record = false) {
     super()
     this.record = record
@@ -100,7 +104,7 @@ class DiscardBlockstore extends BlackHoleBlockstore {
   put (key, value, options) {
     if (this.record) {
       const k = key.toString()
-      if (!this.blocks.has(k)) this.blocks.set(k, Buffer.from(value).toString('hex'))
+      if (!this.blocks.has(k)) this.blocks.set(k, { cid: key, bytes: Uint8Array.from(value) })
     }
     return super.put(key, value, options)
   }
@@ -155,7 +159,7 @@ export async function runJob (job, { timeOnly = false } = {}) {
   }
   const result = { entries }
   if (emitBlocks) {
-    result.blocks = [...blockstore.blocks].map(([cid, hex]) => ({ cid, hex }))
+    result.blocks = [...blockstore.blocks.values()].map(({ cid, bytes }) => ({ cid: cid.toString(), hex: Buffer.from(bytes).toString('hex') }))
   }
   return result
 }
@@ -177,7 +181,15 @@ async function main () {
   process.stdout.write(JSON.stringify(result) + '\n')
 }
 
-if (process.argv[1] != null && fileURLToPath(import.meta.url) === process.argv[1]) {
+function isMain () {
+  try {
+    return process.argv[1] != null && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+}
+
+if (isMain()) {
   main().catch(err => {
     process.stderr.write(`unixfs oracle error: ${err?.stack ?? err}\n`)
     process.exit(1)
