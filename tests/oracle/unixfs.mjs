@@ -8,11 +8,16 @@
 // Job:
 //   {"options": {"cidVersion":0|1, "rawLeaves":bool, "chunkSize":N,
 //                "maxChildrenPerNode":N, "wrapWithDirectory":bool},
-//    "entries": [{"path":"rel/path", "file":"/abs/path"} | {"path":"dir", "dir":true}, ...],
+//    "entries": [{"path":"rel/path", "file":"/abs/path"} | {"path":"dir", "dir":true}
+//                | {"path":"p", "contentHex":"68690a"}, ...],
 //    "timeOnly": false,      // optional; same as the --time flag
 //    "emitBlocks": false}    // optional; also print every block (hex), small inputs only
 //
 // Output (normal):   {"entries":[{"path":..., "cid":..., "size":N}, ...]}
+//                    in importer order; size = cumulative DAG size (kubo's
+//                    "Size"); cid v0 as Qm..., v1 as base32. A nested empty
+//                    directory listed with "dir": true is linked into its
+//                    parent but, unlike kubo, gets no entry of its own.
 //                    (+ "blocks":[{"cid":..., "hex":...}] with emitBlocks)
 // Output (--time):   {"elapsedMs": <float ms spent in the import>}
 //
