@@ -56,7 +56,10 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::
 }
 
 fn make_file(path: &Path, bytes: u64) -> anyhow::Result<()> {
-    if std::fs::metadata(path).map(|m| m.len() == bytes).unwrap_or(false) {
+    if std::fs::metadata(path)
+        .map(|m| m.len() == bytes)
+        .unwrap_or(false)
+    {
         return Ok(());
     }
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
@@ -96,22 +99,42 @@ fn js_import_ms(oracle: &Path, file: &Path) -> anyhow::Result<(f64, String)> {
         if time_only {
             cmd.arg("--time");
         }
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("run node")?;
-        child.stdin.take().context("stdin")?.write_all(job.to_string().as_bytes())?;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("run node")?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(job.to_string().as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("JS importer failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "JS importer failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     };
     let timed = run(true)?;
     let ms = timed["elapsedMs"].as_f64().context("elapsedMs missing")?;
-    let cid = run(false)?["entries"][0]["cid"].as_str().unwrap_or_default().to_string();
+    let cid = run(false)?["entries"][0]["cid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     Ok((ms, cid))
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Store { size_mib, dir, runs, oracle } = cmd;
+    let BenchCommand::Store {
+        size_mib,
+        dir,
+        runs,
+        oracle,
+    } = cmd;
     let runs = runs.max(1);
     let dir = dir.unwrap_or_else(|| ctx.datadir.join("bench"));
     std::fs::create_dir_all(&dir)?;
@@ -132,7 +155,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
 
     // (a) sha256sum: one core hashing the file, the floor to beat.
     let sha = time_runs(runs, || {
-        let out = Command::new("sha256sum").arg(&file).stdout(Stdio::null()).status().context("run sha256sum")?;
+        let out = Command::new("sha256sum")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .status()
+            .context("run sha256sum")?;
         if !out.success() {
             bail!("sha256sum failed");
         }
@@ -146,12 +173,20 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
     let import = time_runs(runs, || {
         let _ = std::fs::remove_dir_all(&store_dir);
         let store = Store::open(&store_dir)?;
-        let added = store.add_paths(std::slice::from_ref(&file), &ImportOptions::default(), &|_| {})?;
+        let added = store.add_paths(
+            std::slice::from_ref(&file),
+            &ImportOptions::default(),
+            &|_| {},
+        )?;
         cid = added.last().map(|a| a.cid);
         Ok(())
     })?;
     let cid = cid.context("no CID")?;
-    push("lattice import (kubo defaults, stored, fsync)", import, format!("{cid}"));
+    push(
+        "lattice import (kubo defaults, stored, fsync)",
+        import,
+        format!("{cid}"),
+    );
 
     let only_hash = time_runs(runs, || {
         let store = Store::open(&store_dir)?;
@@ -162,7 +197,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
         store.add_paths(std::slice::from_ref(&file), &opts, &|_| {})?;
         Ok(())
     })?;
-    push("lattice import --only-hash", only_hash, "chunk + hash only".into());
+    push(
+        "lattice import --only-hash",
+        only_hash,
+        "chunk + hash only".into(),
+    );
 
     let store = Store::open(&store_dir)?;
     let read = time_runs(runs, || {
@@ -172,7 +211,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    push("lattice cat (every block verified)", read, "page-cached".into());
+    push(
+        "lattice cat (every block verified)",
+        read,
+        "page-cached".into(),
+    );
     let mapped = time_runs(runs, || {
         let map = store.mmap(&cid)?;
         if map.len() as u64 != bytes {
@@ -180,15 +223,27 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    push("lattice mmap (every block verified)", mapped, "zero-copy".into());
+    push(
+        "lattice mmap (every block verified)",
+        mapped,
+        "zero-copy".into(),
+    );
     drop(store);
 
     // (b) the official JS importer, same file, same settings, blocks discarded.
     let js = match js_import_ms(&oracle, &file) {
         Ok((ms, js_cid)) => {
-            let same = if js_cid == cid.to_string() { "same CID" } else { "CID DIFFERS" };
+            let same = if js_cid == cid.to_string() {
+                "same CID"
+            } else {
+                "CID DIFFERS"
+            };
             let d = Duration::from_secs_f64(ms / 1000.0);
-            push("ipfs-unixfs-importer (node, blocks discarded)", d, format!("{js_cid} ({same})"));
+            push(
+                "ipfs-unixfs-importer (node, blocks discarded)",
+                d,
+                format!("{js_cid} ({same})"),
+            );
             Some(d)
         }
         Err(e) => {
@@ -204,17 +259,38 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
     });
     let _ = std::fs::remove_dir_all(&store_dir);
     if ctx.json {
-        return ctx.print_json(&serde_json::json!({"file_bytes": bytes, "runs": runs, "rows": rows, "ratios": ratios}));
+        return ctx.print_json(
+            &serde_json::json!({"file_bytes": bytes, "runs": runs, "rows": rows, "ratios": ratios}),
+        );
     }
-    println!("file: {} ({bytes} bytes), median of {runs} runs, {} cores", file.display(), std::thread::available_parallelism().map_or(1, |n| n.get()));
-    println!("{:<48} {:>9} {:>10}  note", "measurement", "seconds", "MB/s");
+    println!(
+        "file: {} ({bytes} bytes), median of {runs} runs, {} cores",
+        file.display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "{:<48} {:>9} {:>10}  note",
+        "measurement", "seconds", "MB/s"
+    );
     for r in &rows {
-        println!("{:<48} {:>9.3} {:>10.0}  {}", r.name, r.seconds, r.mb_per_s, r.note);
+        println!(
+            "{:<48} {:>9.3} {:>10.0}  {}",
+            r.name, r.seconds, r.mb_per_s, r.note
+        );
     }
-    println!("import speed / sha256sum speed: {:.2}x", sha.as_secs_f64() / import.as_secs_f64());
+    println!(
+        "import speed / sha256sum speed: {:.2}x",
+        sha.as_secs_f64() / import.as_secs_f64()
+    );
     if let Some(j) = js {
-        println!("import speed / JS importer speed: {:.2}x", j.as_secs_f64() / import.as_secs_f64());
+        println!(
+            "import speed / JS importer speed: {:.2}x",
+            j.as_secs_f64() / import.as_secs_f64()
+        );
     }
-    println!("verified read: {:.2} GB/s", bytes as f64 / 1e9 / read.as_secs_f64());
+    println!(
+        "verified read: {:.2} GB/s",
+        bytes as f64 / 1e9 / read.as_secs_f64()
+    );
     Ok(())
 }

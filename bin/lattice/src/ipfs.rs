@@ -181,7 +181,11 @@ fn import_options(a: &AddArgs) -> anyhow::Result<ImportOptions> {
         Some(p) => bail!("unknown profile {p:?} (known: unixfs-v1-2025, unixfs-v0-2015)"),
     };
     if let Some(v) = a.cid_version {
-        o.cid_version = if v == 0 { cid::Version::V0 } else { cid::Version::V1 };
+        o.cid_version = if v == 0 {
+            cid::Version::V0
+        } else {
+            cid::Version::V1
+        };
         o.raw_leaves = v == 1;
     }
     if let Some(r) = a.raw_leaves {
@@ -191,7 +195,9 @@ fn import_options(a: &AddArgs) -> anyhow::Result<ImportOptions> {
         let n = c
             .strip_prefix("size-")
             .and_then(|n| n.parse().ok())
-            .with_context(|| format!("chunker {c:?} is not size-N (only fixed-size chunking is supported)"))?;
+            .with_context(|| {
+                format!("chunker {c:?} is not size-N (only fixed-size chunking is supported)")
+            })?;
         o.chunk_size = n;
     }
     if let Some(n) = a.chunk_size {
@@ -224,7 +230,11 @@ fn total_size(paths: &[PathBuf]) -> u64 {
 pub(crate) fn run(ctx: &Ctx, cmd: IpfsCommand) -> anyhow::Result<()> {
     match cmd {
         IpfsCommand::Add(a) => add(ctx, &a),
-        IpfsCommand::Cat { path, offset, length } => {
+        IpfsCommand::Cat {
+            path,
+            offset,
+            length,
+        } => {
             let store = ctx.open_store()?;
             let cid = resolve(&store, &path)?;
             let stdout = std::io::stdout();
@@ -253,7 +263,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: IpfsCommand) -> anyhow::Result<()> {
                 return ctx.print_json(&entries);
             }
             for e in entries {
-                let name = if e.is_dir { format!("{}/", e.name) } else { e.name };
+                let name = if e.is_dir {
+                    format!("{}/", e.name)
+                } else {
+                    e.name
+                };
                 println!("{} {:>12} {}", e.cid, e.file_size, name);
             }
             Ok(())
@@ -359,23 +373,40 @@ fn pin(ctx: &Ctx, p: PinCommand) -> anyhow::Result<()> {
     let store = ctx.open_store()?;
     match p {
         PinCommand::Add { cids, direct } => {
-            let kind = if direct { PinKind::Direct } else { PinKind::Recursive };
+            let kind = if direct {
+                PinKind::Direct
+            } else {
+                PinKind::Recursive
+            };
             for c in cids {
                 let cid = resolve(&store, &c)?;
                 store.pin_add(&cid, kind)?;
                 if !ctx.json {
-                    println!("pinned {cid} {}", if direct { "directly" } else { "recursively" });
+                    println!(
+                        "pinned {cid} {}",
+                        if direct { "directly" } else { "recursively" }
+                    );
                 }
             }
         }
         PinCommand::Ls => {
             let pins = store.pins()?;
             if ctx.json {
-                let v: Vec<_> = pins.iter().map(|(c, k)| serde_json::json!({"cid": c.to_string(), "type": k})).collect();
+                let v: Vec<_> = pins
+                    .iter()
+                    .map(|(c, k)| serde_json::json!({"cid": c.to_string(), "type": k}))
+                    .collect();
                 return ctx.print_json(&v);
             }
             for (cid, kind) in pins {
-                println!("{cid} {}", if kind == PinKind::Recursive { "recursive" } else { "direct" });
+                println!(
+                    "{cid} {}",
+                    if kind == PinKind::Recursive {
+                        "recursive"
+                    } else {
+                        "direct"
+                    }
+                );
             }
         }
         PinCommand::Rm { cids } => {
@@ -399,7 +430,10 @@ fn dag(ctx: &Ctx, d: DagCommand) -> anyhow::Result<()> {
             match output {
                 Some(path) => {
                     let tmp = path.with_extension("car.partial");
-                    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?);
+                    let mut f = std::io::BufWriter::new(
+                        std::fs::File::create(&tmp)
+                            .with_context(|| format!("create {}", tmp.display()))?,
+                    );
                     store.export_car(&cid, &mut f)?;
                     f.flush()?;
                     std::fs::rename(&tmp, &path)?;
@@ -416,9 +450,13 @@ fn dag(ctx: &Ctx, d: DagCommand) -> anyhow::Result<()> {
         DagCommand::Import { files, pin_roots } => {
             let mut reports = Vec::new();
             for f in files {
-                let file = std::fs::File::open(&f).with_context(|| format!("open {}", f.display()))?;
+                let file =
+                    std::fs::File::open(&f).with_context(|| format!("open {}", f.display()))?;
                 let report = store
-                    .import_car(&mut std::io::BufReader::with_capacity(1 << 20, file), pin_roots)
+                    .import_car(
+                        &mut std::io::BufReader::with_capacity(1 << 20, file),
+                        pin_roots,
+                    )
                     .with_context(|| format!("import {}", f.display()))?;
                 reports.push(report);
             }
@@ -440,17 +478,28 @@ fn dag(ctx: &Ctx, d: DagCommand) -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
-fn fetch(ctx: &Ctx, from: &[String], cid: &str, concurrency: usize, pin: bool) -> anyhow::Result<()> {
+fn fetch(
+    ctx: &Ctx,
+    from: &[String],
+    cid: &str,
+    concurrency: usize,
+    pin: bool,
+) -> anyhow::Result<()> {
     let (root, rest) = parse_ipfs_path(cid)?;
     if !rest.is_empty() {
         bail!("fetch takes a root CID, not a path");
     }
     let sources = from
         .iter()
-        .map(|s| s.parse::<lattice_fetch::Source>().with_context(|| format!("bad source {s:?}")))
+        .map(|s| {
+            s.parse::<lattice_fetch::Source>()
+                .with_context(|| format!("bad source {s:?}"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let store = Arc::new(ctx.open_store()?);
     let opts = lattice_fetch::FetchOptions {

@@ -13,8 +13,16 @@ fn lattice(datadir: &Path) -> Command {
 }
 
 fn run_json(datadir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = lattice(datadir).arg("--json").args(args).output().expect("lattice runs");
-    assert!(out.status.success(), "lattice {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = lattice(datadir)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("lattice runs");
+    assert!(
+        out.status.success(),
+        "lattice {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("json output")
 }
 
@@ -35,7 +43,12 @@ fn write_pattern(path: &Path, len: usize, seed: u64) {
 /// Bytes written so far into data files (partial or complete).
 fn data_bytes(datadir: &Path) -> u64 {
     std::fs::read_dir(datadir.join("store/data"))
-        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -58,11 +71,22 @@ fn kill_when(mut child: Child, datadir: &Path, min_bytes: u64, extra: Duration) 
 /// Every pinned root must verify completely; no partial file may survive a reopen.
 fn assert_consistent(datadir: &Path) -> Vec<String> {
     let pins = run_json(datadir, &["ipfs", "pin", "ls"]);
-    let roots: Vec<String> = pins.as_array().expect("pins").iter().map(|p| p["cid"].as_str().expect("cid").to_string()).collect();
+    let roots: Vec<String> = pins
+        .as_array()
+        .expect("pins")
+        .iter()
+        .map(|p| p["cid"].as_str().expect("cid").to_string())
+        .collect();
     for root in &roots {
         let report = run_json(datadir, &["ipfs", "verify", root]);
-        assert!(report["corrupt"].as_array().expect("corrupt").is_empty(), "{root}: {report}");
-        assert!(report["missing"].as_array().expect("missing").is_empty(), "{root}: {report}");
+        assert!(
+            report["corrupt"].as_array().expect("corrupt").is_empty(),
+            "{root}: {report}"
+        );
+        assert!(
+            report["missing"].as_array().expect("missing").is_empty(),
+            "{root}: {report}"
+        );
     }
     let partial = std::fs::read_dir(datadir.join("store/data"))
         .expect("data dir")
@@ -81,7 +105,10 @@ fn only_hash(datadir: &Path, path: &Path, recursive: bool) -> String {
     args.push(p);
     let out = lattice(datadir).args(&args).output().expect("runs");
     assert!(out.status.success());
-    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -96,26 +123,60 @@ fn kill_9_during_file_import_then_resume() {
     let mut killed = 0;
     // Kill at different depths of the import: early, mid-write, near the end.
     for (i, frac) in [0.05f64, 0.3, 0.6, 0.9, 0.99].iter().enumerate() {
-        let child = lattice(&datadir).args(["ipfs", "add", "-Q"]).arg(&file).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
-        if kill_when(child, &datadir, (size as f64 * frac) as u64, Duration::from_millis(i as u64)) {
+        let child = lattice(&datadir)
+            .args(["ipfs", "add", "-Q"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        if kill_when(
+            child,
+            &datadir,
+            (size as f64 * frac) as u64,
+            Duration::from_millis(i as u64),
+        ) {
             killed += 1;
         }
         let roots = assert_consistent(&datadir);
-        assert!(roots.is_empty() || roots == [expected.clone()], "only the finished root may be visible: {roots:?}");
+        assert!(
+            roots.is_empty() || roots == [expected.clone()],
+            "only the finished root may be visible: {roots:?}"
+        );
         if !roots.is_empty() {
             // It finished before the kill landed; start over for the next kill point.
             std::fs::remove_dir_all(&datadir).expect("reset");
         }
     }
-    assert!(killed >= 3, "the import finished before most kills landed ({killed} kills)");
+    assert!(
+        killed >= 3,
+        "the import finished before most kills landed ({killed} kills)"
+    );
 
     // Re-running the import finishes it.
-    let out = lattice(&datadir).args(["ipfs", "add", "-Q"]).arg(&file).output().expect("add");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).expect("utf8").trim(), expected);
+    let out = lattice(&datadir)
+        .args(["ipfs", "add", "-Q"])
+        .arg(&file)
+        .output()
+        .expect("add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).expect("utf8").trim(),
+        expected
+    );
     assert_eq!(assert_consistent(&datadir), vec![expected.clone()]);
-    let out = lattice(&datadir).args(["ipfs", "cat", &expected]).output().expect("cat");
-    assert!(out.stdout == std::fs::read(&file).expect("read"), "cat returns the original bytes");
+    let out = lattice(&datadir)
+        .args(["ipfs", "cat", &expected])
+        .output()
+        .expect("cat");
+    assert!(
+        out.stdout == std::fs::read(&file).expect("read"),
+        "cat returns the original bytes"
+    );
 }
 
 #[test]
@@ -123,24 +184,58 @@ fn kill_9_during_folder_import_shows_no_root() {
     let tmp = tempfile::tempdir().expect("tmp");
     let model = tmp.path().join("model");
     for i in 0..4 {
-        write_pattern(&model.join(format!("part-{i}.safetensors")), 24 << 20, i + 1);
+        write_pattern(
+            &model.join(format!("part-{i}.safetensors")),
+            24 << 20,
+            i + 1,
+        );
     }
     write_pattern(&model.join("config.json"), 300, 99);
     let datadir = tmp.path().join("node");
     let expected = only_hash(&datadir, &model, true);
-    let child = lattice(&datadir).args(["ipfs", "add", "-r", "-Q"]).arg(&model).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let child = lattice(&datadir)
+        .args(["ipfs", "add", "-r", "-Q"])
+        .arg(&model)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     // Two files in: the folder root cannot be visible yet.
-    assert!(kill_when(child, &datadir, 50 << 20, Duration::ZERO), "import finished before the kill");
-    assert!(assert_consistent(&datadir).is_empty(), "no root may be visible after a kill mid-folder");
-    let out = lattice(&datadir).args(["ipfs", "add", "-r", "-Q"]).arg(&model).output().expect("add");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8(out.stdout).expect("utf8").trim(), expected);
+    assert!(
+        kill_when(child, &datadir, 50 << 20, Duration::ZERO),
+        "import finished before the kill"
+    );
+    assert!(
+        assert_consistent(&datadir).is_empty(),
+        "no root may be visible after a kill mid-folder"
+    );
+    let out = lattice(&datadir)
+        .args(["ipfs", "add", "-r", "-Q"])
+        .arg(&model)
+        .output()
+        .expect("add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).expect("utf8").trim(),
+        expected
+    );
     assert_eq!(assert_consistent(&datadir), vec![expected.clone()]);
     let back = tmp.path().join("back");
-    let out = lattice(&datadir).args(["ipfs", "get", &expected, "-o"]).arg(&back).output().expect("get");
+    let out = lattice(&datadir)
+        .args(["ipfs", "get", &expected, "-o"])
+        .arg(&back)
+        .output()
+        .expect("get");
     assert!(out.status.success());
     for entry in std::fs::read_dir(&model).expect("ls") {
         let entry = entry.expect("entry");
-        assert!(std::fs::read(entry.path()).expect("read") == std::fs::read(back.join(entry.file_name())).expect("read back"));
+        assert!(
+            std::fs::read(entry.path()).expect("read")
+                == std::fs::read(back.join(entry.file_name())).expect("read back")
+        );
     }
 }

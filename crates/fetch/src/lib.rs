@@ -42,7 +42,7 @@ use cid::Cid;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use lattice_store::unixfs::{DAG_PB, Node, NodeType, RAW, SHA2_256, links_of};
+use lattice_store::unixfs::{DAG_PB, RAW, SHA2_256, links_of};
 use lattice_store::{PinKind, Store, StoreError, check_block};
 use tokio::sync::Semaphore;
 
@@ -148,7 +148,8 @@ pub async fn fetch(
         .user_agent(concat!("lattice-fetch/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| FetchError::Client(error_chain(&e)))?;
-    let _gc_paused = GcPause::hold(store.clone()).await?;
+    let store_for_hold = store.clone();
+    let _gc_hold = blocking(move || Ok(store_for_hold.gc_hold())).await?;
     let mut report = FetchReport {
         root,
         blocks_fetched: 0,
@@ -195,11 +196,13 @@ pub async fn fetch(
                 })?;
         }
         if materialize {
-            lay_out(&store, &root).map_err(|source| FetchError::Finish {
-                root,
-                what: "laying files out contiguously",
-                source: Box::new(source),
-            })?;
+            store
+                .materialize_all(&root)
+                .map_err(|source| FetchError::Finish {
+                    root,
+                    what: "laying files out contiguously",
+                    source: Box::new(source),
+                })?;
         }
         Ok(())
     })
@@ -548,40 +551,17 @@ async fn verify(cid: Cid, bytes: Bytes) -> (Bytes, Result<(), StoreError>) {
 fn check(store: &Store, batch: Vec<Cid>) -> Result<Checked, FetchError> {
     let mut out = Checked::default();
     for cid in batch {
-        if !store.has(&cid)? {
-            out.missing.push(cid);
-            continue;
-        }
-        out.present += 1;
-        if cid.codec() == DAG_PB {
-            // Read back through the store, so the node is checked against
-            // its CID before its links are trusted.
-            let block = store.block(&cid)?;
-            let links = links_of(&cid, &block).map_err(|e| FetchError::Malformed {
-                cid,
-                reason: e.to_string(),
-            })?;
-            out.children.extend(links);
+        // Inline nodes are checked against their CID before their links are
+        // trusted; leaves in data files have none and are not reread.
+        match store.links(&cid)? {
+            None => out.missing.push(cid),
+            Some(links) => {
+                out.present += 1;
+                out.children.extend(links);
+            }
         }
     }
     Ok(out)
-}
-
-/// Lays out every file under `cid` contiguously. Folders are descended;
-/// symlinks, metadata nodes and HAMT shards (which the store cannot read as
-/// files) are left as they are.
-fn lay_out(store: &Store, cid: &Cid) -> Result<(), StoreError> {
-    match store.node(cid)? {
-        Node::Raw(_) => store.materialize(cid).map(drop),
-        Node::Pb { unixfs, links } => match unixfs.kind {
-            NodeType::Directory => links.iter().try_for_each(|l| lay_out(store, &l.cid)),
-            NodeType::File | NodeType::Raw => store.materialize(cid).map(drop),
-            other => {
-                tracing::debug!(%cid, kind = ?other, "not a file or folder; left as blocks");
-                Ok(())
-            }
-        },
-    }
 }
 
 /// Runs store work on the blocking pool.
@@ -591,32 +571,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| FetchError::Internal(format!("store task: {e}")))?
-}
-
-/// Holds [`Store::gc_pause`] on a thread of its own (the guard borrows the
-/// store and cannot cross an `.await`) until dropped.
-struct GcPause {
-    _release: std::sync::mpsc::Sender<()>,
-}
-
-impl GcPause {
-    async fn hold(store: Arc<Store>) -> Result<Self, FetchError> {
-        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
-        let (release, release_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("lattice-fetch-gc-pause".into())
-            .spawn(move || {
-                let _pause = store.gc_pause();
-                let _ = held_tx.send(());
-                // Returns once the sender is dropped.
-                let _ = release_rx.recv();
-            })
-            .map_err(|e| FetchError::Internal(format!("starting the GC pause thread: {e}")))?;
-        held_rx
-            .await
-            .map_err(|_| FetchError::Internal("the GC pause thread died".into()))?;
-        Ok(Self { _release: release })
-    }
 }
 
 #[cfg(test)]

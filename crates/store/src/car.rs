@@ -64,7 +64,10 @@ impl Store {
         let header = CarHeader::new_v1(vec![*root]).encode().map_err(car_err)?;
         let mut buf = Vec::with_capacity(16);
         put_varint(&mut buf, header.len() as u64);
-        let w = |out: &mut dyn Write, b: &[u8]| out.write_all(b).map_err(StoreError::io("write", "CAR output"));
+        let w = |out: &mut dyn Write, b: &[u8]| {
+            out.write_all(b)
+                .map_err(StoreError::io("write", "CAR output"))
+        };
         w(out, &buf)?;
         w(out, &header)?;
         let mut written = (buf.len() + header.len()) as u64;
@@ -93,7 +96,7 @@ impl Store {
     /// blocks, and pins each root whose DAG is complete (if `pin_roots`).
     /// A bad block aborts the import before the batch holding it is stored.
     pub fn import_car(&self, r: &mut dyn Read, pin_roots: bool) -> Result<CarImport> {
-        let _hold = self.gc_pause();
+        let _hold = self.gc_hold();
         let header_len = read_varint(r)?.ok_or_else(|| car_err("empty input"))? as usize;
         if header_len == 0 || header_len > MAX_HEADER {
             return Err(car_err(format!("header length {header_len} out of range")));
@@ -102,7 +105,10 @@ impl Store {
         r.read_exact(&mut header).map_err(car_err)?;
         let header = CarHeader::decode(&header).map_err(car_err)?;
         if header.version() != 1 {
-            return Err(car_err(format!("version {} (only CAR v1 is supported)", header.version())));
+            return Err(car_err(format!(
+                "version {} (only CAR v1 is supported)",
+                header.version()
+            )));
         }
         let mut report = CarImport {
             roots: header.roots().to_vec(),
@@ -113,12 +119,15 @@ impl Store {
         while let Some(len) = read_varint(r)? {
             let len = usize::try_from(len).map_err(car_err)?;
             if len > MAX_BLOCK + 128 {
-                return Err(car_err(format!("section of {len} bytes is over the block limit")));
+                return Err(car_err(format!(
+                    "section of {len} bytes is over the block limit"
+                )));
             }
             let mut section = vec![0u8; len];
             r.read_exact(&mut section).map_err(car_err)?;
             let mut cursor = std::io::Cursor::new(&section[..]);
-            let cid = Cid::read_bytes(&mut cursor).map_err(|e| car_err(format!("section CID: {e}")))?;
+            let cid =
+                Cid::read_bytes(&mut cursor).map_err(|e| car_err(format!("section CID: {e}")))?;
             let start = cursor.position() as usize;
             let block = Bytes::from(section).slice(start..);
             crate::check_block(&cid, &block)?;

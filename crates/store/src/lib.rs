@@ -42,7 +42,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cid::Cid;
@@ -63,9 +63,9 @@ pub use error::{Result, StoreError};
 pub use import::{Added, ImportOptions, Progress};
 /// Largest chunk size kubo accepts (1 MiB).
 pub const MAX_CHUNK: usize = import::MAX_CHUNK;
-pub use pin::{GcReport, PinKind};
-pub use read::{DirEntry, FileMap};
 pub use car::CarImport;
+pub use pin::{GcHold, GcReport, PinKind};
+pub use read::{DirEntry, FileMap};
 pub use verify::VerifyReport;
 
 use unixfs::{DAG_PB, LeafFrame, SHA2_256};
@@ -156,7 +156,7 @@ pub struct Store {
     next_id: AtomicU64,
     maps: Mutex<HashMap<u64, Arc<Mmap>>>,
     sync: bool,
-    gc_lock: RwLock<()>,
+    gate: Arc<pin::GcGate>,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,7 +178,9 @@ pub fn sha256_multihash(parts: &[&[u8]]) -> Multihash<64> {
 /// Makes the CID of a block with the given codec and version.
 pub fn make_cid(version: cid::Version, codec: u64, mh: Multihash<64>) -> Cid {
     match version {
-        cid::Version::V0 if codec == DAG_PB => Cid::new_v0(mh).unwrap_or_else(|_| Cid::new_v1(codec, mh)),
+        cid::Version::V0 if codec == DAG_PB => {
+            Cid::new_v0(mh).unwrap_or_else(|_| Cid::new_v1(codec, mh))
+        }
         _ => Cid::new_v1(codec, mh),
     }
 }
@@ -232,7 +234,7 @@ impl Store {
             next_id: AtomicU64::new(0),
             maps: Mutex::new(HashMap::new()),
             sync,
-            gc_lock: RwLock::new(()),
+            gate: Arc::default(),
         };
         let max = store.sweep_data_dir()?;
         store.next_id.store(max + 1, Ordering::SeqCst);
@@ -283,7 +285,8 @@ impl Store {
                     max = max.max(id);
                 }
                 tracing::debug!(file = %name, "removing unindexed data file");
-                std::fs::remove_file(entry.path()).map_err(StoreError::io("remove", entry.path()))?;
+                std::fs::remove_file(entry.path())
+                    .map_err(StoreError::io("remove", entry.path()))?;
             }
         }
         Ok(max)
@@ -307,7 +310,10 @@ impl Store {
     }
 
     pub(crate) fn forget_map(&self, id: u64) {
-        self.maps.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.maps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
 
     pub(crate) fn loc(&self, mh: &Multihash<64>) -> Result<Option<Loc>> {
@@ -320,7 +326,8 @@ impl Store {
     /// The bytes of `e` in its data file (not yet verified).
     pub(crate) fn extent_bytes(&self, e: Extent) -> Result<(Arc<Mmap>, std::ops::Range<usize>)> {
         let map = self.map(e.id)?;
-        let start = usize::try_from(e.offset).map_err(|_| StoreError::Malformed("extent offset".into()))?;
+        let start =
+            usize::try_from(e.offset).map_err(|_| StoreError::Malformed("extent offset".into()))?;
         let end = start + e.len as usize;
         if end > map.len() {
             return Err(StoreError::Malformed(format!(
@@ -367,7 +374,11 @@ impl Store {
                 sha256_multihash(&[&frame.prefix, &map[r], &frame.suffix]) == *cid.hash()
             }
         };
-        if ok { Ok(()) } else { Err(StoreError::Corrupt(*cid)) }
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(*cid))
+        }
     }
 
     /// Whether the store holds a block with `cid`'s multihash.
@@ -410,7 +421,10 @@ impl Store {
             for (cid, bytes) in blocks {
                 let key = cid.hash().to_bytes();
                 if t.get(key.as_slice())?.is_none() {
-                    t.insert(key.as_slice(), Loc::Inline(bytes.clone()).encode().as_slice())?;
+                    t.insert(
+                        key.as_slice(),
+                        Loc::Inline(bytes.clone()).encode().as_slice(),
+                    )?;
                 }
             }
         }

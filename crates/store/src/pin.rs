@@ -1,6 +1,7 @@
 //! Pins and garbage collection.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex};
 
 use cid::Cid;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -87,7 +88,10 @@ impl Store {
     /// Removes the pin on `cid`; errors if it was not pinned.
     pub fn pin_rm(&self, cid: &Cid) -> Result<()> {
         let tx = self.db.begin_write()?;
-        let removed = tx.open_table(PINS)?.remove(cid.to_bytes().as_slice())?.is_some();
+        let removed = tx
+            .open_table(PINS)?
+            .remove(cid.to_bytes().as_slice())?
+            .is_some();
         if !removed {
             tx.abort()?;
             return Err(StoreError::Invalid(format!("{cid} is not pinned")));
@@ -103,8 +107,13 @@ impl Store {
         let mut out = Vec::with_capacity(pins.len()? as usize);
         for row in pins.iter()? {
             let (k, v) = row?;
-            let cid = Cid::try_from(k.value()).map_err(|e| StoreError::Malformed(format!("pinned CID: {e}")))?;
-            let kind = if v.value() == RECURSIVE { PinKind::Recursive } else { PinKind::Direct };
+            let cid = Cid::try_from(k.value())
+                .map_err(|e| StoreError::Malformed(format!("pinned CID: {e}")))?;
+            let kind = if v.value() == RECURSIVE {
+                PinKind::Recursive
+            } else {
+                PinKind::Direct
+            };
             out.push((cid, kind));
         }
         Ok(out)
@@ -133,7 +142,7 @@ impl Store {
     /// uses. Blocks under a pin are never removed, even if some of their DAG
     /// is missing or corrupt.
     pub fn gc(&self) -> Result<GcReport> {
-        let _exclusive = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.gate.collect();
         let mut report = GcReport::default();
         let mut doomed_files = Vec::new();
         let tx = self.db.begin_write()?;
@@ -143,7 +152,9 @@ impl Store {
             let mut keep: HashSet<Vec<u8>> = HashSet::new();
             for row in pins.iter()? {
                 let (k, v) = row?;
-                let Ok(cid) = Cid::try_from(k.value()) else { continue };
+                let Ok(cid) = Cid::try_from(k.value()) else {
+                    continue;
+                };
                 let mut stack = vec![cid];
                 while let Some(cid) = stack.pop() {
                     if !keep.insert(cid.hash().to_bytes()) {
@@ -152,7 +163,10 @@ impl Store {
                     if v.value() != RECURSIVE {
                         continue;
                     }
-                    let loc = blocks.get(cid.hash().to_bytes().as_slice())?.map(|l| Loc::decode(l.value())).transpose()?;
+                    let loc = blocks
+                        .get(cid.hash().to_bytes().as_slice())?
+                        .map(|l| Loc::decode(l.value()))
+                        .transpose()?;
                     if let Some(Loc::Inline(b)) = loc {
                         // A node that no longer decodes keeps only itself.
                         stack.extend(links_of(&cid, &b).unwrap_or_default());
@@ -197,7 +211,11 @@ impl Store {
                 doomed_files.push(id);
             }
             let mut imports = tx.open_table(IMPORTS)?;
-            let live_roots: HashSet<Vec<u8>> = files.iter()?.filter_map(|r| r.ok()).map(|(k, _)| k.value().to_vec()).collect();
+            let live_roots: HashSet<Vec<u8>> = files
+                .iter()?
+                .filter_map(|r| r.ok())
+                .map(|(k, _)| k.value().to_vec())
+                .collect();
             let stale_imports: Vec<String> = imports
                 .iter()?
                 .filter_map(|r| r.ok())
@@ -231,16 +249,81 @@ impl Store {
         Ok(report)
     }
 
-    /// Holds off garbage collection while the guard lives: imports and
-    /// fetches hold one so their not-yet-pinned blocks survive.
-    pub fn gc_pause(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.gc_lock.read().unwrap_or_else(|e| e.into_inner())
+    /// Holds off garbage collection until the returned hold is dropped:
+    /// imports and fetches take one so their not-yet-pinned blocks survive.
+    /// Holds are owned (`Send`, no borrow), may be taken any number of times
+    /// by any thread, and wait only while a collection is running.
+    pub fn gc_hold(&self) -> GcHold {
+        self.gate.hold()
     }
 
     /// Whether the store has any pin on `cid` (for tests and RPC).
     pub fn is_pinned(&self, cid: &Cid) -> Result<Option<PinKind>> {
         let tx = self.db.begin_read()?;
         let pins = tx.open_table(PINS)?;
-        Ok(pins.get(cid.to_bytes().as_slice())?.map(|v| if v.value() == RECURSIVE { PinKind::Recursive } else { PinKind::Direct }))
+        Ok(pins.get(cid.to_bytes().as_slice())?.map(|v| {
+            if v.value() == RECURSIVE {
+                PinKind::Recursive
+            } else {
+                PinKind::Direct
+            }
+        }))
+    }
+}
+
+/// Counts the holds that keep GC out; GC waits for zero and blocks new holds
+/// while it runs.
+#[derive(Debug, Default)]
+pub(crate) struct GcGate {
+    /// (holders, collecting)
+    state: Mutex<(usize, bool)>,
+    cv: Condvar,
+}
+
+/// An owned permit that keeps garbage collection from running; see
+/// [`Store::gc_hold`].
+#[derive(Debug)]
+#[must_use = "GC is held off only while the hold is alive"]
+pub struct GcHold {
+    gate: Arc<GcGate>,
+}
+
+impl GcGate {
+    fn hold(self: &Arc<Self>) -> GcHold {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.1 {
+            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.0 += 1;
+        GcHold { gate: self.clone() }
+    }
+
+    fn collect(self: &Arc<Self>) -> Collecting {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.0 > 0 || st.1 {
+            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.1 = true;
+        Collecting { gate: self.clone() }
+    }
+}
+
+impl Drop for GcHold {
+    fn drop(&mut self) {
+        let mut st = self.gate.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.0 -= 1;
+        self.gate.cv.notify_all();
+    }
+}
+
+struct Collecting {
+    gate: Arc<GcGate>,
+}
+
+impl Drop for Collecting {
+    fn drop(&mut self) {
+        let mut st = self.gate.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.1 = false;
+        self.gate.cv.notify_all();
     }
 }

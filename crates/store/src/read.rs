@@ -81,11 +81,15 @@ impl Seg {
         match &self.src {
             SegSrc::Inline { data, .. } => Ok(&data[self.skip..self.skip + self.take]),
             SegSrc::Extent(loc) => {
-                let e = loc.extent().ok_or_else(|| StoreError::Malformed("extent".into()))?;
+                let e = loc
+                    .extent()
+                    .ok_or_else(|| StoreError::Malformed("extent".into()))?;
                 let (map, r) = store.extent_bytes(e)?;
                 let start = r.start + self.skip;
                 *keep = Some(map);
-                let map = keep.as_ref().ok_or_else(|| StoreError::Malformed("map".into()))?;
+                let map = keep
+                    .as_ref()
+                    .ok_or_else(|| StoreError::Malformed("map".into()))?;
                 Ok(&map[start..start + self.take])
             }
         }
@@ -103,11 +107,15 @@ impl Store {
         let mut cur = *root;
         for name in path.split('/').filter(|s| !s.is_empty()) {
             if name == "." || name == ".." {
-                return Err(StoreError::Invalid(format!("path segment {name:?} is not allowed")));
+                return Err(StoreError::Invalid(format!(
+                    "path segment {name:?} is not allowed"
+                )));
             }
             let node = self.node(&cur)?;
             let Node::Pb { unixfs, links } = node else {
-                return Err(StoreError::Invalid(format!("{cur} is a file, not a folder")));
+                return Err(StoreError::Invalid(format!(
+                    "{cur} is a file, not a folder"
+                )));
             };
             if unixfs.kind != NodeType::Directory {
                 return Err(StoreError::Invalid(format!("{cur} is not a folder")));
@@ -128,7 +136,9 @@ impl Store {
     pub fn ls(&self, cid: &Cid) -> Result<Vec<DirEntry>> {
         let node = self.node(cid)?;
         let Node::Pb { unixfs, links } = node else {
-            return Err(StoreError::Invalid(format!("{cid} is a file, not a folder")));
+            return Err(StoreError::Invalid(format!(
+                "{cid} is a file, not a folder"
+            )));
         };
         if unixfs.kind != NodeType::Directory {
             return Err(StoreError::Invalid(format!("{cid} is not a folder")));
@@ -159,7 +169,9 @@ impl Store {
             loc @ Loc::Inline(_) => {
                 let node = Node::decode(cid, self.read_loc(cid, &loc)?)?;
                 if node.is_dir() {
-                    return Err(StoreError::Invalid(format!("{cid} is a folder, not a file")));
+                    return Err(StoreError::Invalid(format!(
+                        "{cid} is a folder, not a file"
+                    )));
                 }
                 Ok(node.file_len())
             }
@@ -173,7 +185,14 @@ impl Store {
         Ok(segs)
     }
 
-    fn collect_segs(&self, cid: &Cid, base: u64, start: u64, end: u64, segs: &mut Vec<Seg>) -> Result<()> {
+    fn collect_segs(
+        &self,
+        cid: &Cid,
+        base: u64,
+        start: u64,
+        end: u64,
+        segs: &mut Vec<Seg>,
+    ) -> Result<()> {
         let loc = self.loc(cid.hash())?.ok_or(StoreError::NotFound(*cid))?;
         let clip = |len: u64| -> Option<(usize, usize)> {
             let lo = start.max(base);
@@ -183,7 +202,9 @@ impl Store {
         if let Some(e) = loc.extent() {
             let pb = matches!(loc, Loc::PbLeaf(_));
             if pb != (cid.codec() == DAG_PB) {
-                return Err(StoreError::Malformed(format!("{cid}: codec does not match its stored form")));
+                return Err(StoreError::Malformed(format!(
+                    "{cid}: codec does not match its stored form"
+                )));
             }
             if let Some((skip, take)) = clip(u64::from(e.len)) {
                 segs.push(Seg {
@@ -203,7 +224,10 @@ impl Store {
                     segs.push(Seg {
                         cid: *cid,
                         file_off: base,
-                        src: SegSrc::Inline { data, leaf: Some(LeafKind::Raw) },
+                        src: SegSrc::Inline {
+                            data,
+                            leaf: Some(LeafKind::Raw),
+                        },
                         skip,
                         take,
                     });
@@ -256,7 +280,13 @@ impl Store {
 
     /// Writes `len` bytes (all if `None`) of file `cid` from `offset` to
     /// `out`, checking every block first. Returns the bytes written.
-    pub fn cat(&self, cid: &Cid, offset: u64, len: Option<u64>, out: &mut dyn Write) -> Result<u64> {
+    pub fn cat(
+        &self,
+        cid: &Cid,
+        offset: u64,
+        len: Option<u64>,
+        out: &mut dyn Write,
+    ) -> Result<u64> {
         let total = self.file_len(cid)?;
         let start = offset.min(total);
         let end = len.map_or(total, |l| start.saturating_add(l).min(total));
@@ -274,7 +304,8 @@ impl Store {
             for s in batch {
                 let mut keep = None;
                 let bytes = s.bytes(self, &mut keep)?;
-                out.write_all(bytes).map_err(StoreError::io("write", "output"))?;
+                out.write_all(bytes)
+                    .map_err(StoreError::io("write", "output"))?;
                 written += bytes.len() as u64;
             }
         }
@@ -285,20 +316,37 @@ impl Store {
     /// added. `dest` must not exist yet.
     pub fn get(&self, cid: &Cid, dest: &Path) -> Result<()> {
         if dest.exists() {
-            return Err(StoreError::Invalid(format!("{} already exists", dest.display())));
+            return Err(StoreError::Invalid(format!(
+                "{} already exists",
+                dest.display()
+            )));
         }
-        let is_dir = cid.codec() == DAG_PB && matches!(self.loc(cid.hash())?, Some(Loc::Inline(_))) && self.node(cid)?.is_dir();
+        let is_dir = cid.codec() == DAG_PB
+            && matches!(self.loc(cid.hash())?, Some(Loc::Inline(_)))
+            && self.node(cid)?.is_dir();
         if is_dir {
             std::fs::create_dir(dest).map_err(StoreError::io("create", dest))?;
             for entry in self.ls(cid)? {
-                if entry.name.is_empty() || entry.name.contains('/') || entry.name == "." || entry.name == ".." {
-                    return Err(StoreError::Malformed(format!("{cid}: unsafe entry name {:?}", entry.name)));
+                if entry.name.is_empty()
+                    || entry.name.contains('/')
+                    || entry.name == "."
+                    || entry.name == ".."
+                {
+                    return Err(StoreError::Malformed(format!(
+                        "{cid}: unsafe entry name {:?}",
+                        entry.name
+                    )));
                 }
                 self.get(&entry.cid, &dest.join(&entry.name))?;
             }
         } else {
             let mut f = File::create(dest).map_err(StoreError::io("create", dest))?;
-            self.cat(cid, 0, None, &mut std::io::BufWriter::with_capacity(1 << 20, &mut f))?;
+            self.cat(
+                cid,
+                0,
+                None,
+                &mut std::io::BufWriter::with_capacity(1 << 20, &mut f),
+            )?;
         }
         Ok(())
     }
@@ -311,25 +359,36 @@ impl Store {
             Some(id) => id,
             None => self.materialize(cid)?,
         };
-        let len = usize::try_from(self.file_len(cid)?).map_err(|_| StoreError::Unsupported("file larger than the address space".into()))?;
+        let len = usize::try_from(self.file_len(cid)?)
+            .map_err(|_| StoreError::Unsupported("file larger than the address space".into()))?;
         let segs = self.segments(cid, 0, len as u64)?;
         let map = self.map(id)?;
         if map.len() < len {
-            return Err(StoreError::Malformed(format!("{cid}: data file is shorter than the file")));
+            return Err(StoreError::Malformed(format!(
+                "{cid}: data file is shorter than the file"
+            )));
         }
         // Check the mapped bytes themselves, piece by piece, against the DAG.
         segs.par_iter().try_for_each(|s| {
-            let off = usize::try_from(s.file_off).map_err(|_| StoreError::Malformed("offset".into()))? + s.skip;
+            let off = usize::try_from(s.file_off)
+                .map_err(|_| StoreError::Malformed("offset".into()))?
+                + s.skip;
             let bytes = &map[off..off + s.take];
             let ok = match &s.src {
                 SegSrc::Inline { data, .. } => bytes == &data[s.skip..s.skip + s.take],
-                SegSrc::Extent(_) if s.cid.codec() == RAW => crate::sha256_multihash(&[bytes]) == *s.cid.hash(),
+                SegSrc::Extent(_) if s.cid.codec() == RAW => {
+                    crate::sha256_multihash(&[bytes]) == *s.cid.hash()
+                }
                 SegSrc::Extent(_) => {
                     let f = LeafFrame::new(bytes.len() as u64);
                     crate::sha256_multihash(&[&f.prefix, bytes, &f.suffix]) == *s.cid.hash()
                 }
             };
-            if ok { Ok(()) } else { Err(StoreError::Corrupt(s.cid)) }
+            if ok {
+                Ok(())
+            } else {
+                Err(StoreError::Corrupt(s.cid))
+            }
         })?;
         Ok(FileMap { map, len })
     }
@@ -337,7 +396,9 @@ impl Store {
     pub(crate) fn file_id(&self, cid: &Cid) -> Result<Option<u64>> {
         let tx = self.db.begin_read()?;
         let files = tx.open_table(FILES)?;
-        Ok(files.get(cid.hash().to_bytes().as_slice())?.map(|v| v.value()))
+        Ok(files
+            .get(cid.hash().to_bytes().as_slice())?
+            .map(|v| v.value()))
     }
 
     /// Lays the file `cid` out contiguously in a new data file and points its
@@ -369,16 +430,29 @@ impl Store {
             {
                 let mut blocks = tx.open_table(BLOCKS)?;
                 for s in &segs {
-                    let SegSrc::Inline { data, leaf: Some(kind) } = &s.src else { continue };
-                    let Ok(len) = u32::try_from(data.len()) else { continue };
-                    let e = Extent { id, offset: s.file_off, len };
+                    let SegSrc::Inline {
+                        data,
+                        leaf: Some(kind),
+                    } = &s.src
+                    else {
+                        continue;
+                    };
+                    let Ok(len) = u32::try_from(data.len()) else {
+                        continue;
+                    };
+                    let e = Extent {
+                        id,
+                        offset: s.file_off,
+                        len,
+                    };
                     let loc = match kind {
                         LeafKind::Raw => Loc::Raw(e),
                         LeafKind::Pb => Loc::PbLeaf(e),
                     };
                     blocks.insert(s.cid.hash().to_bytes().as_slice(), loc.encode().as_slice())?;
                 }
-                tx.open_table(FILES)?.insert(cid.hash().to_bytes().as_slice(), id)?;
+                tx.open_table(FILES)?
+                    .insert(cid.hash().to_bytes().as_slice(), id)?;
                 let mut rec = cid.to_bytes();
                 rec.extend_from_slice(&len.to_le_bytes());
                 tx.open_table(DATA)?.insert(id, rec.as_slice())?;
@@ -396,14 +470,41 @@ impl Store {
     }
 
     /// Lays out every file under `root` contiguously (see [`Store::materialize`]).
+    /// Nodes that are neither files nor folders (symlinks, metadata) are skipped.
     pub fn materialize_all(&self, root: &Cid) -> Result<()> {
-        if root.codec() == DAG_PB && matches!(self.loc(root.hash())?, Some(Loc::Inline(_))) && self.node(root)?.is_dir() {
-            for entry in self.ls(root)? {
-                self.materialize_all(&entry.cid)?;
+        if root.codec() == RAW {
+            return self.materialize(root).map(|_| ());
+        }
+        let block = match self.loc(root.hash())?.ok_or(StoreError::NotFound(*root))? {
+            // Already a leaf in a data file: a one-block file.
+            Loc::PbLeaf(_) | Loc::Raw(_) => return self.materialize(root).map(|_| ()),
+            loc @ Loc::Inline(_) => self.read_loc(root, &loc)?,
+        };
+        match Node::decode(root, block)? {
+            Node::Pb { unixfs, links } if unixfs.kind == NodeType::Directory => {
+                for link in links {
+                    self.materialize_all(&link.cid)?;
+                }
+                Ok(())
             }
-            Ok(())
-        } else {
-            self.materialize(root).map(|_| ())
+            Node::Pb { unixfs, .. } if matches!(unixfs.kind, NodeType::File | NodeType::Raw) => {
+                self.materialize(root).map(|_| ())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The links of block `cid` without rehashing leaves: `Some(vec![])` for
+    /// leaves kept in data files, `None` when the block is absent. Inline
+    /// nodes are checked against their CID before their links are trusted.
+    pub fn links(&self, cid: &Cid) -> Result<Option<Vec<Cid>>> {
+        match self.loc(cid.hash())? {
+            None => Ok(None),
+            Some(Loc::Inline(b)) => {
+                crate::check_block(cid, &b)?;
+                crate::unixfs::links_of(cid, &b).map(Some)
+            }
+            Some(_) => Ok(Some(Vec::new())),
         }
     }
 }

@@ -266,9 +266,9 @@ impl Node {
             RAW => Ok(Node::Raw(block)),
             DAG_PB => {
                 let pb = decode_pb(block)?;
-                let data = pb
-                    .data
-                    .ok_or_else(|| StoreError::Malformed(format!("{cid}: dag-pb node without UnixFS data")))?;
+                let data = pb.data.ok_or_else(|| {
+                    StoreError::Malformed(format!("{cid}: dag-pb node without UnixFS data"))
+                })?;
                 Ok(Node::Pb {
                     unixfs: UnixFsData::decode(&data)?,
                     links: pb.links,

@@ -75,7 +75,9 @@ impl Store {
                 Ok(()) => {}
                 Err(StoreError::Corrupt(_)) => report.corrupt.push(cid),
                 // A data file that vanished or shrank: its blocks are gone.
-                Err(StoreError::Io { .. }) | Err(StoreError::Malformed(_)) => report.missing.push(cid),
+                Err(StoreError::Io { .. }) | Err(StoreError::Malformed(_)) => {
+                    report.missing.push(cid)
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -18,7 +18,10 @@ fn oracle_dir() -> PathBuf {
 
 /// Runs the JS importer on `entries` (dag path, disk path or None for a
 /// folder) and returns path → (cid, size).
-fn js_import(opts: &ImportOptions, entries: &[(String, Option<PathBuf>)]) -> BTreeMap<String, (String, u64)> {
+fn js_import(
+    opts: &ImportOptions,
+    entries: &[(String, Option<PathBuf>)],
+) -> BTreeMap<String, (String, u64)> {
     let dir = oracle_dir();
     assert!(
         dir.join("node_modules/ipfs-unixfs-importer").exists(),
@@ -51,7 +54,11 @@ fn js_import(opts: &ImportOptions, entries: &[(String, Option<PathBuf>)]) -> BTr
         .write_all(job.to_string().as_bytes())
         .expect("job written");
     let out = child.wait_with_output().expect("node finishes");
-    assert!(out.status.success(), "oracle failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("oracle JSON");
     v["entries"]
         .as_array()
@@ -60,7 +67,10 @@ fn js_import(opts: &ImportOptions, entries: &[(String, Option<PathBuf>)]) -> BTr
         .map(|e| {
             (
                 e["path"].as_str().expect("path").to_string(),
-                (e["cid"].as_str().expect("cid").to_string(), e["size"].as_u64().expect("size")),
+                (
+                    e["cid"].as_str().expect("cid").to_string(),
+                    e["size"].as_u64().expect("size"),
+                ),
             )
         })
         .collect()
@@ -104,7 +114,10 @@ fn compare_files(name: &str, opts: ImportOptions, sizes: &[usize]) {
     let expected = js_import(&opts, &entries);
     let paths: Vec<PathBuf> = entries.iter().filter_map(|(_, p)| p.clone()).collect();
     let added = store.add_paths(&paths, &opts, &|_| {}).expect("add");
-    let ours: BTreeMap<String, (String, u64)> = added.iter().map(|a| (a.name.clone(), (a.cid.to_string(), a.size))).collect();
+    let ours: BTreeMap<String, (String, u64)> = added
+        .iter()
+        .map(|a| (a.name.clone(), (a.cid.to_string(), a.size)))
+        .collect();
     assert_eq!(ours, expected, "{name}: CIDs differ from the JS importer");
     // What was stored reads back identical and verifies.
     if !opts.only_hash {
@@ -121,13 +134,21 @@ fn compare_files(name: &str, opts: ImportOptions, sizes: &[usize]) {
 #[test]
 fn kubo_defaults_cidv0_256k_174() {
     let o = ImportOptions::default();
-    compare_files("kubo defaults", o, &boundary_sizes(o.chunk_size, o.max_links, false));
+    compare_files(
+        "kubo defaults",
+        o,
+        &boundary_sizes(o.chunk_size, o.max_links, false),
+    );
 }
 
 #[test]
 fn cid_v1_raw_leaves() {
     let o = ImportOptions::cid_v1();
-    compare_files("--cid-version 1", o, &boundary_sizes(o.chunk_size, o.max_links, false));
+    compare_files(
+        "--cid-version 1",
+        o,
+        &boundary_sizes(o.chunk_size, o.max_links, false),
+    );
 }
 
 #[test]
@@ -137,22 +158,41 @@ fn multi_level_trees() {
         chunk_size: 1024,
         ..ImportOptions::default()
     };
-    compare_files("v0 1 KiB chunks", o, &boundary_sizes(o.chunk_size, o.max_links, true));
+    compare_files(
+        "v0 1 KiB chunks",
+        o,
+        &boundary_sizes(o.chunk_size, o.max_links, true),
+    );
     let o = ImportOptions {
         chunk_size: 16,
         max_links: 3,
         ..ImportOptions::cid_v1()
     };
-    compare_files("v1 tiny fan-out", o, &[0, 1, 16, 48, 49, 144, 145, 16 * 27 * 3 + 5]);
+    compare_files(
+        "v1 tiny fan-out",
+        o,
+        &[0, 1, 16, 48, 49, 144, 145, 16 * 27 * 3 + 5],
+    );
 }
 
 #[test]
 fn chunk_sizes_and_2025_profile() {
     let p = ImportOptions::unixfs_v1_2025();
-    compare_files("unixfs-v1-2025", p, &[0, 1, p.chunk_size, p.chunk_size + 1, 5 * p.chunk_size + 3]);
+    compare_files(
+        "unixfs-v1-2025",
+        p,
+        &[0, 1, p.chunk_size, p.chunk_size + 1, 5 * p.chunk_size + 3],
+    );
     // The profile's 1024-link fan-out, made deep with small chunks.
-    let o = ImportOptions { chunk_size: 512, ..p };
-    compare_files("1024 links, 512 B chunks", o, &boundary_sizes(512, 1024, false));
+    let o = ImportOptions {
+        chunk_size: 512,
+        ..p
+    };
+    compare_files(
+        "1024 links, 512 B chunks",
+        o,
+        &boundary_sizes(512, 1024, false),
+    );
     for chunk in [1000, 65_536, 1 << 20] {
         let o = ImportOptions {
             chunk_size: chunk,
@@ -187,7 +227,10 @@ fn other_leaf_settings() {
 /// unicode and spaces in names.
 fn model_folder(root: &Path) -> Vec<(String, Option<PathBuf>)> {
     let files: Vec<(&str, Vec<u8>)> = vec![
-        ("model/config.json", br#"{"architectures":["BertModel"],"hidden_size":32}"#.to_vec()),
+        (
+            "model/config.json",
+            br#"{"architectures":["BertModel"],"hidden_size":32}"#.to_vec(),
+        ),
         ("model/model.safetensors", pattern(1_300_000, 9)),
         ("model/tokenizer.json", pattern(40_000, 10)),
         ("model/copy of tokenizer.json", pattern(40_000, 10)),
@@ -214,12 +257,20 @@ fn compare_folder(opts: ImportOptions) {
     let entries = model_folder(&src);
     let expected = js_import(&opts, &entries);
     let store = Store::open_with(dir.path().join("store"), false).expect("store");
-    let added = store.add_paths(&[src.join("model")], &opts, &|_| {}).expect("add -r");
-    let mut ours: BTreeMap<String, (String, u64)> = added.iter().map(|a| (a.name.clone(), (a.cid.to_string(), a.size))).collect();
+    let added = store
+        .add_paths(&[src.join("model")], &opts, &|_| {})
+        .expect("add -r");
+    let mut ours: BTreeMap<String, (String, u64)> = added
+        .iter()
+        .map(|a| (a.name.clone(), (a.cid.to_string(), a.size)))
+        .collect();
     // kubo prints empty folders too; the JS importer only links them into
     // their parent (whose CID is compared), so leave it out of the comparison.
     assert!(ours.remove("model/empty dir").is_some());
-    assert_eq!(ours, expected, "folder CIDs differ from the JS importer ({opts:?})");
+    assert_eq!(
+        ours, expected,
+        "folder CIDs differ from the JS importer ({opts:?})"
+    );
     let root = added.last().expect("root");
     let out = dir.path().join("out");
     store.get(&root.cid, &out).expect("get");
@@ -227,7 +278,11 @@ fn compare_folder(opts: ImportOptions) {
     for (rel, disk) in &entries {
         let there = top.join(rel.trim_start_matches("model/"));
         match disk {
-            Some(disk) => assert_eq!(std::fs::read(there).expect("read"), std::fs::read(disk).expect("read"), "{rel}"),
+            Some(disk) => assert_eq!(
+                std::fs::read(there).expect("read"),
+                std::fs::read(disk).expect("read"),
+                "{rel}"
+            ),
             None => assert!(there.is_dir(), "{rel}"),
         }
     }

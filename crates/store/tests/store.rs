@@ -28,7 +28,9 @@ fn write(path: &Path, bytes: &[u8]) {
 }
 
 fn add_file(store: &Store, path: &Path, opts: &ImportOptions) -> Cid {
-    let added = store.add_paths(&[path.to_path_buf()], opts, &no_progress).expect("add");
+    let added = store
+        .add_paths(&[path.to_path_buf()], opts, &no_progress)
+        .expect("add");
     added.last().expect("one entry").cid
 }
 
@@ -49,9 +51,18 @@ fn known_kubo_cids() {
     let mut v1 = ImportOptions::cid_v1();
     v1.only_hash = true;
     // Well-known CIDs (the raw one is sha256 a948904f… of "hello world\n").
-    assert_eq!(add_file(&store, &empty, &ImportOptions::default()).to_string(), "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
-    assert_eq!(add_file(&store, &hello, &ImportOptions::default()).to_string(), "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o");
-    assert_eq!(add_file(&store, &hello, &v1).to_string(), "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
+    assert_eq!(
+        add_file(&store, &empty, &ImportOptions::default()).to_string(),
+        "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+    );
+    assert_eq!(
+        add_file(&store, &hello, &ImportOptions::default()).to_string(),
+        "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+    );
+    assert_eq!(
+        add_file(&store, &hello, &v1).to_string(),
+        "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+    );
 }
 
 #[test]
@@ -66,9 +77,18 @@ fn cat_ranges_get_and_mmap_round_trip() {
     write(&file, &data);
     let cid = add_file(&store, &file, &opts);
     assert_eq!(cat_all(&store, &cid), data);
-    for (off, len) in [(0u64, 1u64), (999, 2), (1000, 1000), (12_345, 7_000), (25_000, 500), (30_000, 5)] {
+    for (off, len) in [
+        (0u64, 1u64),
+        (999, 2),
+        (1000, 1000),
+        (12_345, 7_000),
+        (25_000, 500),
+        (30_000, 5),
+    ] {
         let mut out = Vec::new();
-        store.cat(&cid, off, Some(len), &mut out).expect("cat range");
+        store
+            .cat(&cid, off, Some(len), &mut out)
+            .expect("cat range");
         let lo = (off as usize).min(data.len());
         let hi = (off as usize + len as usize).min(data.len());
         assert_eq!(out, &data[lo..hi], "range {off}+{len}");
@@ -80,22 +100,46 @@ fn cat_ranges_get_and_mmap_round_trip() {
     // A folder with nested content comes back byte-identical.
     let tree = dir.path().join("model");
     write(&tree.join("config.json"), br#"{"hidden_size": 8}"#);
-    write(&tree.join("weights/part-0.safetensors"), &pattern(70_000, 3));
+    write(
+        &tree.join("weights/part-0.safetensors"),
+        &pattern(70_000, 3),
+    );
     write(&tree.join("weights/part-1.safetensors"), &pattern(3, 4));
     write(&tree.join("empty.txt"), b"");
-    let root = store.add_paths(&[tree.clone()], &ImportOptions::default(), &no_progress).expect("add -r");
+    let root = store
+        .add_paths(&[tree.clone()], &ImportOptions::default(), &no_progress)
+        .expect("add -r");
     let root = root.last().expect("root");
     assert_eq!(root.name, "model");
     let out = dir.path().join("out");
     store.get(&root.cid, &out).expect("get");
-    for rel in ["config.json", "weights/part-0.safetensors", "weights/part-1.safetensors", "empty.txt"] {
-        assert_eq!(std::fs::read(out.join(rel)).expect("read"), std::fs::read(tree.join(rel)).expect("read"), "{rel}");
+    for rel in [
+        "config.json",
+        "weights/part-0.safetensors",
+        "weights/part-1.safetensors",
+        "empty.txt",
+    ] {
+        assert_eq!(
+            std::fs::read(out.join(rel)).expect("read"),
+            std::fs::read(tree.join(rel)).expect("read"),
+            "{rel}"
+        );
     }
-    let names: Vec<String> = store.ls(&root.cid).expect("ls").into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = store
+        .ls(&root.cid)
+        .expect("ls")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["config.json", "empty.txt", "weights"]);
-    let inner = store.resolve(&root.cid, "weights/part-0.safetensors").expect("resolve");
+    let inner = store
+        .resolve(&root.cid, "weights/part-0.safetensors")
+        .expect("resolve");
     assert_eq!(cat_all(&store, &inner), pattern(70_000, 3));
-    assert!(matches!(store.resolve(&root.cid, "weights/nope"), Err(StoreError::NoSuchPath { .. })));
+    assert!(matches!(
+        store.resolve(&root.cid, "weights/nope"),
+        Err(StoreError::NoSuchPath { .. })
+    ));
     assert!(store.resolve(&root.cid, "../etc").is_err());
 }
 
@@ -112,24 +156,39 @@ fn verify_names_the_flipped_block() {
     let report = store.verify(&cid).expect("verify");
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.blocks_checked, 11);
-    assert_eq!(report.bytes_checked as usize, data.len() + report.bytes_checked as usize - data.len());
+    assert_eq!(
+        report.bytes_checked as usize,
+        data.len() + report.bytes_checked as usize - data.len()
+    );
 
     // Flip one byte in the stored data (the 3rd chunk).
     let data_dir = dir.path().join("s/data");
-    let stored = std::fs::read_dir(&data_dir).expect("ls").next().expect("one file").expect("entry").path();
+    let stored = std::fs::read_dir(&data_dir)
+        .expect("ls")
+        .next()
+        .expect("one file")
+        .expect("entry")
+        .path();
     let mut bytes = std::fs::read(&stored).expect("read");
     bytes[2 * 4096 + 17] ^= 0x01;
     std::fs::write(&stored, &bytes).expect("write");
-    let expected_bad = Cid::new_v1(0x55, lattice_store::sha256_multihash(&[&data[2 * 4096..3 * 4096]]));
+    let expected_bad = Cid::new_v1(
+        0x55,
+        lattice_store::sha256_multihash(&[&data[2 * 4096..3 * 4096]]),
+    );
     let report = store.verify(&cid).expect("verify");
     assert_eq!(report.corrupt, vec![expected_bad]);
     assert!(report.missing.is_empty());
     // Reads refuse the corrupt block instead of returning bad bytes.
-    assert!(matches!(store.cat(&cid, 0, None, &mut Vec::new()), Err(StoreError::Corrupt(c)) if c == expected_bad));
+    assert!(
+        matches!(store.cat(&cid, 0, None, &mut Vec::new()), Err(StoreError::Corrupt(c)) if c == expected_bad)
+    );
     assert!(matches!(store.mmap(&cid), Err(StoreError::Corrupt(c)) if c == expected_bad));
     // Reads that avoid the bad block still work.
     let mut first = Vec::new();
-    store.cat(&cid, 0, Some(4096), &mut first).expect("first chunk");
+    store
+        .cat(&cid, 0, Some(4096), &mut first)
+        .expect("first chunk");
     assert_eq!(first, &data[..4096]);
 }
 
@@ -146,7 +205,11 @@ fn pins_and_gc() {
     let ca = add_file(&store, &a, &opts);
     let cb = add_file(&store, &b, &opts);
     let before = store.block_count().expect("count");
-    assert_eq!(store.gc().expect("gc").blocks_removed, 0, "everything is pinned");
+    assert_eq!(
+        store.gc().expect("gc").blocks_removed,
+        0,
+        "everything is pinned"
+    );
     store.pin_rm(&cb).expect("unpin");
     assert!(store.pin_rm(&cb).is_err(), "second unpin is an error");
     // A direct pin keeps only the root block.
@@ -160,7 +223,10 @@ fn pins_and_gc() {
     store.pin_rm(&cb).expect("unpin");
     assert_eq!(store.gc().expect("gc").blocks_removed, 1);
     assert!(!store.has(&cb).expect("has"));
-    assert!(store.pin_add(&cb, PinKind::Recursive).is_err(), "cannot pin what is gone");
+    assert!(
+        store.pin_add(&cb, PinKind::Recursive).is_err(),
+        "cannot pin what is gone"
+    );
     let pins = store.pins().expect("pins");
     assert_eq!(pins, vec![(ca, PinKind::Recursive)]);
     // Re-adding after GC stores it again.
@@ -176,7 +242,12 @@ fn car_round_trip_and_rejects_bad_blocks() {
     let tree = dir.path().join("m");
     write(&tree.join("x.bin"), &pattern(300_000, 5));
     write(&tree.join("y.txt"), b"y");
-    let root = a.add_paths(&[tree], &ImportOptions::default(), &no_progress).expect("add").last().expect("root").cid;
+    let root = a
+        .add_paths(&[tree], &ImportOptions::default(), &no_progress)
+        .expect("add")
+        .last()
+        .expect("root")
+        .cid;
     let mut car = Vec::new();
     a.export_car(&root, &mut car).expect("export");
 
@@ -197,7 +268,10 @@ fn car_round_trip_and_rejects_bad_blocks() {
     let mut bad = car.clone();
     let n = bad.len();
     bad[n - 3] ^= 0xff;
-    assert!(matches!(c.import_car(&mut &bad[..], true), Err(StoreError::Corrupt(_))));
+    assert!(matches!(
+        c.import_car(&mut &bad[..], true),
+        Err(StoreError::Corrupt(_))
+    ));
     assert_eq!(c.block_count().expect("count"), 0);
     assert!(c.import_car(&mut &b"\x05garbage"[..], true).is_err());
 }
@@ -210,15 +284,26 @@ fn put_block_checks_hash_and_reopen_sweeps_partials() {
     {
         let store = Store::open(&path).expect("open");
         let bytes = Bytes::from_static(b"some block");
-        cid = store.put_new_block(cid::Version::V1, 0x55, bytes.clone()).expect("put");
+        cid = store
+            .put_new_block(cid::Version::V1, 0x55, bytes.clone())
+            .expect("put");
         assert_eq!(store.block(&cid).expect("get"), bytes);
         let other = Cid::new_v1(0x55, lattice_store::sha256_multihash(&[b"other"]));
-        assert!(matches!(store.put_block(&other, bytes), Err(StoreError::Corrupt(_))));
-        assert!(matches!(Store::open(&path), Err(StoreError::Locked(_))), "second open is refused");
+        assert!(matches!(
+            store.put_block(&other, bytes),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(
+            matches!(Store::open(&path), Err(StoreError::Locked(_))),
+            "second open is refused"
+        );
     }
     // A stray partial file from a killed import is removed on open.
     let stray = path.join("data/00000000000000ff.partial");
-    std::fs::File::create(&stray).expect("create").write_all(b"junk").expect("write");
+    std::fs::File::create(&stray)
+        .expect("create")
+        .write_all(b"junk")
+        .expect("write");
     let store = Store::open(&path).expect("reopen");
     assert!(!stray.exists());
     assert!(store.has(&cid).expect("has"));
