@@ -4,6 +4,8 @@
 //! bars, and wiring the library crates together. Holds no logic of its own
 //! that a library crate could own: the store, gateway and fetcher do the work.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -33,6 +33,8 @@
 //! Sources are written `http(s)://host[:port][/prefix]` for a gateway and
 //! `kubo+http(s)://host:port` for a Kubo RPC API (see [`Source`]).
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

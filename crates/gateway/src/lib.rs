@@ -28,6 +28,8 @@
 //!
 //! Main items: [`router`], [`serve`], [`Limits`].
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 use std::sync::Arc;
 
 use axum::Router;

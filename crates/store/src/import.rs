@@ -397,10 +397,8 @@ impl Store {
                 None => (Ok(()), hash_batch()),
             };
             written.map_err(StoreError::io("write", "data file"))?;
-            if let Some(f) = out.as_deref() {
-                if self.sync {
-                    start_writeback(f, offset, filled as u64);
-                }
+            if let Some(f) = out.as_deref().filter(|_| self.sync) {
+                start_writeback(f, offset, filled as u64);
             }
             for (cid, len) in hashed {
                 let tsize = if opts.raw_leaves {

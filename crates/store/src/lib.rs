@@ -38,6 +38,8 @@
 //! Main types: [`Store`], [`ImportOptions`], [`Added`], [`VerifyReport`],
 //! [`PinKind`].
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -48,8 +48,10 @@ fn known_kubo_cids() {
     write(&empty, b"");
     let hello = dir.path().join("hello");
     write(&hello, b"hello world\n");
-    let mut v1 = ImportOptions::cid_v1();
-    v1.only_hash = true;
+    let v1 = ImportOptions {
+        only_hash: true,
+        ..ImportOptions::cid_v1()
+    };
     // Well-known CIDs (the raw one is sha256 a948904f… of "hello world\n").
     assert_eq!(
         add_file(&store, &empty, &ImportOptions::default()).to_string(),
@@ -69,9 +71,11 @@ fn known_kubo_cids() {
 fn cat_ranges_get_and_mmap_round_trip() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("s")).expect("open");
-    let mut opts = ImportOptions::default();
-    opts.chunk_size = 1000;
-    opts.max_links = 3;
+    let opts = ImportOptions {
+        chunk_size: 1000,
+        max_links: 3,
+        ..ImportOptions::default()
+    };
     let data = pattern(25_123, 7);
     let file = dir.path().join("f.bin");
     write(&file, &data);
@@ -107,7 +111,11 @@ fn cat_ranges_get_and_mmap_round_trip() {
     write(&tree.join("weights/part-1.safetensors"), &pattern(3, 4));
     write(&tree.join("empty.txt"), b"");
     let root = store
-        .add_paths(&[tree.clone()], &ImportOptions::default(), &no_progress)
+        .add_paths(
+            std::slice::from_ref(&tree),
+            &ImportOptions::default(),
+            &no_progress,
+        )
         .expect("add -r");
     let root = root.last().expect("root");
     assert_eq!(root.name, "model");
@@ -147,8 +155,10 @@ fn cat_ranges_get_and_mmap_round_trip() {
 fn verify_names_the_flipped_block() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("s")).expect("open");
-    let mut opts = ImportOptions::cid_v1();
-    opts.chunk_size = 4096;
+    let opts = ImportOptions {
+        chunk_size: 4096,
+        ..ImportOptions::cid_v1()
+    };
     let data = pattern(40_000, 11);
     let file = dir.path().join("w.bin");
     write(&file, &data);
@@ -196,8 +206,10 @@ fn verify_names_the_flipped_block() {
 fn pins_and_gc() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path().join("s")).expect("open");
-    let mut opts = ImportOptions::default();
-    opts.chunk_size = 1024;
+    let opts = ImportOptions {
+        chunk_size: 1024,
+        ..ImportOptions::default()
+    };
     let a = dir.path().join("a");
     let b = dir.path().join("b");
     write(&a, &pattern(10_000, 1));
