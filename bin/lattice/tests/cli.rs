@@ -429,6 +429,40 @@ fn car_export_import_and_fetch_between_nodes() {
     );
     assert_eq!(verify["corrupt"], serde_json::json!([]));
     assert_eq!(verify["missing"], serde_json::json!([]));
+    // Corrupt c's copy of the weights; fetching again repairs it.
+    let data = std::fs::read_dir(c.join("store/data"))
+        .expect("data")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.len() == 700_000)
+                .unwrap_or(false)
+        })
+        .expect("the weights laid out contiguously");
+    let mut bytes = std::fs::read(&data).expect("read");
+    bytes[123_456] ^= 1;
+    std::fs::write(&data, &bytes).expect("write");
+    failure(
+        lattice(&c)
+            .args(["ipfs", "verify", &root])
+            .output()
+            .expect("verify"),
+    );
+    let report = json(
+        lattice(&c)
+            .args(["--json", "ipfs", "fetch", "--from", &url, &root])
+            .output()
+            .expect("refetch"),
+    );
+    assert_eq!(
+        report["blocks_fetched"], 1,
+        "only the corrupt block is fetched again: {report}"
+    );
+    ok(lattice(&c)
+        .args(["ipfs", "verify", &root])
+        .output()
+        .expect("verify"));
     let d = tmp.path().join("d");
     let kubo = format!("kubo+{url}");
     ok(lattice(&d)

@@ -553,14 +553,15 @@ async fn verify(cid: Cid, bytes: Bytes) -> (Bytes, Result<(), StoreError>) {
 fn check(store: &Store, batch: Vec<Cid>) -> Result<Checked, FetchError> {
     let mut out = Checked::default();
     for cid in batch {
-        // Inline nodes are checked against their CID before their links are
-        // trusted; leaves in data files have none and are not reread.
-        match store.links(&cid)? {
-            None => out.missing.push(cid),
-            Some(links) => {
+        // Every present block is rehashed before it is trusted; a corrupt
+        // one is fetched again, and storing it repairs the local copy.
+        match store.checked_links(&cid) {
+            Ok(None) | Err(StoreError::Corrupt(_)) => out.missing.push(cid),
+            Ok(Some(links)) => {
                 out.present += 1;
                 out.children.extend(links);
             }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(out)

@@ -200,6 +200,16 @@ fn verify_names_the_flipped_block() {
         .cat(&cid, 0, Some(4096), &mut first)
         .expect("first chunk");
     assert_eq!(first, &data[..4096]);
+
+    // Putting the right bytes again repairs the data file in place.
+    store
+        .put_block(
+            &expected_bad,
+            Bytes::copy_from_slice(&data[2 * 4096..3 * 4096]),
+        )
+        .expect("repair");
+    assert!(store.verify(&cid).expect("verify").ok());
+    assert_eq!(&store.mmap(&cid).expect("mmap")[..], &data[..]);
 }
 
 #[test]
