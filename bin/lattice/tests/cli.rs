@@ -51,6 +51,19 @@ fn model(dir: &Path) -> std::path::PathBuf {
     m
 }
 
+/// Flips one bit of the stored weights (the 700,000-byte data file).
+fn flip_weights_byte(datadir: &Path, offset: usize) {
+    let data = std::fs::read_dir(datadir.join("store/data"))
+        .expect("data")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == 700_000))
+        .expect("the weights laid out contiguously in one data file");
+    let mut bytes = std::fs::read(&data).expect("read");
+    bytes[offset] ^= 0x80;
+    std::fs::write(&data, &bytes).expect("write");
+}
+
 struct Server(Child);
 
 impl Drop for Server {
@@ -203,19 +216,7 @@ fn add_read_verify_pin_gc() {
     assert_eq!(report["corrupt"], serde_json::json!([]));
 
     // Flip one byte of the stored weights: verify names the block and fails.
-    let data = std::fs::read_dir(node.join("store/data"))
-        .expect("data")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.len() == 700_000)
-                .unwrap_or(false)
-        })
-        .expect("the weights' data file");
-    let mut bytes = std::fs::read(&data).expect("read");
-    bytes[300_000] ^= 0x80;
-    std::fs::write(&data, &bytes).expect("write");
+    flip_weights_byte(&node, 300_000);
     let out = lattice(&node)
         .args(["ipfs", "verify", &root])
         .output()
@@ -430,19 +431,7 @@ fn car_export_import_and_fetch_between_nodes() {
     assert_eq!(verify["corrupt"], serde_json::json!([]));
     assert_eq!(verify["missing"], serde_json::json!([]));
     // Corrupt c's copy of the weights; fetching again repairs it.
-    let data = std::fs::read_dir(c.join("store/data"))
-        .expect("data")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.len() == 700_000)
-                .unwrap_or(false)
-        })
-        .expect("the weights laid out contiguously");
-    let mut bytes = std::fs::read(&data).expect("read");
-    bytes[123_456] ^= 1;
-    std::fs::write(&data, &bytes).expect("write");
+    flip_weights_byte(&c, 123_456);
     failure(
         lattice(&c)
             .args(["ipfs", "verify", &root])

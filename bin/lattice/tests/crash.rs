@@ -96,19 +96,27 @@ fn assert_consistent(datadir: &Path) -> Vec<String> {
     roots
 }
 
-fn only_hash(datadir: &Path, path: &Path, recursive: bool) -> String {
-    let mut args = vec!["ipfs", "add", "--only-hash", "-Q"];
+/// Runs `lattice ipfs add -Q [-r] [extra] PATH` to completion and returns the root CID.
+fn add_q(datadir: &Path, path: &Path, recursive: bool, extra: &[&str]) -> String {
+    let mut cmd = lattice(datadir);
+    cmd.args(["ipfs", "add", "-Q"]).args(extra);
     if recursive {
-        args.push("-r");
+        cmd.arg("-r");
     }
-    let p = path.to_str().expect("utf8");
-    args.push(p);
-    let out = lattice(datadir).args(&args).output().expect("runs");
-    assert!(out.status.success());
+    let out = cmd.arg(path).output().expect("add runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .expect("utf8")
         .trim()
         .to_string()
+}
+
+fn only_hash(datadir: &Path, path: &Path, recursive: bool) -> String {
+    add_q(datadir, path, recursive, &["--only-hash"])
 }
 
 #[test]
@@ -154,20 +162,7 @@ fn kill_9_during_file_import_then_resume() {
     );
 
     // Re-running the import finishes it.
-    let out = lattice(&datadir)
-        .args(["ipfs", "add", "-Q"])
-        .arg(&file)
-        .output()
-        .expect("add");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(out.stdout).expect("utf8").trim(),
-        expected
-    );
+    assert_eq!(add_q(&datadir, &file, false, &[]), expected);
     assert_eq!(assert_consistent(&datadir), vec![expected.clone()]);
     let out = lattice(&datadir)
         .args(["ipfs", "cat", &expected])
@@ -209,20 +204,7 @@ fn kill_9_during_folder_import_shows_no_root() {
         assert_consistent(&datadir).is_empty(),
         "no root may be visible after a kill mid-folder"
     );
-    let out = lattice(&datadir)
-        .args(["ipfs", "add", "-r", "-Q"])
-        .arg(&model)
-        .output()
-        .expect("add");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8(out.stdout).expect("utf8").trim(),
-        expected
-    );
+    assert_eq!(add_q(&datadir, &model, true, &[]), expected);
     assert_eq!(assert_consistent(&datadir), vec![expected.clone()]);
     let back = tmp.path().join("back");
     let out = lattice(&datadir)

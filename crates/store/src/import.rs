@@ -458,9 +458,21 @@ impl Store {
                 )));
             }
         }
-        let mut roots: Vec<Cid> = tops.values().map(|l: &Link| l.cid).collect();
+        self.finish_tops(&tops, dir_nodes, added, opts)
+    }
+
+    /// Wraps the top-level entries if asked, then stores the folder nodes
+    /// and pins the roots in one transaction: the commit point of an add.
+    fn finish_tops(
+        &self,
+        tops: &BTreeMap<String, Link>,
+        mut nodes: Vec<(Cid, Bytes)>,
+        mut added: Vec<Added>,
+        opts: &ImportOptions,
+    ) -> Result<Vec<Added>> {
+        let mut roots: Vec<Cid> = tops.values().map(|l| l.cid).collect();
         if opts.wrap {
-            let link = dir_node(opts, &tops, &mut dir_nodes)?;
+            let link = dir_node(opts, tops, &mut nodes)?;
             added.push(Added {
                 name: String::new(),
                 cid: link.cid,
@@ -469,25 +481,26 @@ impl Store {
             });
             roots = vec![link.cid];
         }
-        if !opts.only_hash {
-            let tx = self.db.begin_write()?;
-            {
-                let mut blocks = tx.open_table(BLOCKS)?;
-                for (cid, block) in &dir_nodes {
-                    blocks.insert(
-                        cid.hash().to_bytes().as_slice(),
-                        Loc::Inline(block.clone()).encode().as_slice(),
-                    )?;
-                }
-                if opts.pin {
-                    let mut pins = tx.open_table(PINS)?;
-                    for root in &roots {
-                        pins.insert(root.to_bytes().as_slice(), crate::pin::RECURSIVE)?;
-                    }
+        if opts.only_hash {
+            return Ok(added);
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut blocks = tx.open_table(BLOCKS)?;
+            for (cid, block) in &nodes {
+                blocks.insert(
+                    cid.hash().to_bytes().as_slice(),
+                    Loc::Inline(block.clone()).encode().as_slice(),
+                )?;
+            }
+            if opts.pin {
+                let mut pins = tx.open_table(PINS)?;
+                for root in &roots {
+                    pins.insert(root.to_bytes().as_slice(), crate::pin::RECURSIVE)?;
                 }
             }
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(added)
     }
 
@@ -707,37 +720,7 @@ impl Store {
         }
         let mut nodes = Vec::new();
         let tops = build(opts, "", &root, &mut nodes, &mut added)?;
-        let mut roots: Vec<Cid> = tops.values().map(|l| l.cid).collect();
-        if opts.wrap {
-            let link = dir_node(opts, &tops, &mut nodes)?;
-            added.push(Added {
-                name: String::new(),
-                cid: link.cid,
-                size: link.tsize,
-                file_size: 0,
-            });
-            roots = vec![link.cid];
-        }
-        if !opts.only_hash {
-            let tx = self.db.begin_write()?;
-            {
-                let mut blocks = tx.open_table(BLOCKS)?;
-                for (cid, block) in &nodes {
-                    blocks.insert(
-                        cid.hash().to_bytes().as_slice(),
-                        Loc::Inline(block.clone()).encode().as_slice(),
-                    )?;
-                }
-                if opts.pin {
-                    let mut pins = tx.open_table(PINS)?;
-                    for root in &roots {
-                        pins.insert(root.to_bytes().as_slice(), crate::pin::RECURSIVE)?;
-                    }
-                }
-            }
-            tx.commit()?;
-        }
-        Ok(added)
+        self.finish_tops(&tops, nodes, added, opts)
     }
 }
 
