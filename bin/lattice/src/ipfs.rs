@@ -247,7 +247,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: IpfsCommand) -> anyhow::Result<()> {
             let store = ctx.open_store()?;
             let cid = resolve(&store, &path)?;
             let dest = output.unwrap_or_else(|| PathBuf::from(cid.to_string()));
-            store.get(&cid, &dest)?;
+            let bar = ctx.spinner("writing");
+            let result = store.get(&cid, &dest);
+            bar.finish_and_clear();
+            result?;
             if ctx.json {
                 ctx.print_json(&serde_json::json!({"cid": cid.to_string(), "path": dest}))
             } else {
@@ -276,7 +279,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: IpfsCommand) -> anyhow::Result<()> {
         IpfsCommand::Verify { cid } => {
             let store = ctx.open_store()?;
             let cid = resolve(&store, &cid)?;
-            let report = store.verify(&cid)?;
+            let bar = ctx.spinner("verifying");
+            let report = store.verify(&cid);
+            bar.finish_and_clear();
+            let report = report?;
             if ctx.json {
                 ctx.print_json(&report)?;
             } else {
@@ -304,7 +310,10 @@ pub(crate) fn run(ctx: &Ctx, cmd: IpfsCommand) -> anyhow::Result<()> {
         }
         IpfsCommand::Gc => {
             let store = ctx.open_store()?;
-            let report = store.gc()?;
+            let bar = ctx.spinner("collecting garbage");
+            let report = store.gc();
+            bar.finish_and_clear();
+            let report = report?;
             if ctx.json {
                 return ctx.print_json(&report);
             }
@@ -449,6 +458,7 @@ fn dag(ctx: &Ctx, d: DagCommand) -> anyhow::Result<()> {
         }
         DagCommand::Import { files, pin_roots } => {
             let mut reports = Vec::new();
+            let bar = ctx.spinner("importing");
             for f in files {
                 let file =
                     std::fs::File::open(&f).with_context(|| format!("open {}", f.display()))?;
@@ -460,6 +470,7 @@ fn dag(ctx: &Ctx, d: DagCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("import {}", f.display()))?;
                 reports.push(report);
             }
+            bar.finish_and_clear();
             if ctx.json {
                 return ctx.print_json(&reports);
             }

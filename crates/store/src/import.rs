@@ -446,11 +446,14 @@ impl Store {
         let mut tops = BTreeMap::new();
         let mut dir_nodes = Vec::new();
         for path in paths {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| path.display().to_string());
-            let name = name_str(path, &name)?;
+            // `.` or `dir/..` are named after the folder they stand for, as in kubo.
+            let named = match path.file_name() {
+                Some(_) => path.clone(),
+                None => path
+                    .canonicalize()
+                    .map_err(StoreError::io("resolve", path))?,
+            };
+            let name = name_str(&named, &named.display().to_string())?;
             let link = self.add_entry(path, &name, opts, progress, &mut added, &mut dir_nodes)?;
             if tops.insert(name.clone(), link).is_some() {
                 return Err(StoreError::Invalid(format!(
