@@ -36,6 +36,18 @@ const BLOCK_LIMIT: usize = 1024 * 1024;
 /// the `413` goes out, so that the client is still listening for it.
 const DRAIN_LIMIT: u64 = 8 << 20;
 
+/// The `Origin` of a browser request from another site, if any: one whose
+/// host differs from the `Host` the request was sent to.
+fn foreign_origin(headers: &axum::http::HeaderMap) -> Option<String> {
+    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("<invalid>");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    (origin_host != host || host.is_empty()).then(|| origin.to_string())
+}
+
 /// The handler of `/api/v0/{*cmd}`.
 pub(crate) async fn handle(
     State(state): State<SharedState>,
@@ -53,6 +65,17 @@ pub(crate) async fn handle(
         res.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return res;
+    }
+    if let Some(origin) = foreign_origin(req.headers()) {
+        // As kubo does: a web page must not drive a node's API from a
+        // browser (adds, unpins) behind its user's back.
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "403 - Forbidden: cross-origin request from {origin} refused by the Kubo RPC API\n"
+            ),
+        )
+            .into_response();
     }
     let params = match query {
         Ok(Query(q)) => Params(q),
@@ -257,6 +280,15 @@ async fn read_field(field: &mut Field<'_>, max: usize, limit: usize) -> Result<B
     let mut buf = BytesMut::new();
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_err(e, limit))? {
         if buf.len() + chunk.len() > max {
+            // Read the rest of the part (bounded) before answering, so the
+            // client is not cut off mid-upload and can read the error.
+            let mut seen = (buf.len() + chunk.len()) as u64;
+            while seen < DRAIN_LIMIT {
+                match field.chunk().await {
+                    Ok(Some(c)) => seen += c.len() as u64,
+                    _ => break,
+                }
+            }
             return Err(Error::bad_request(format!(
                 "produced block is over {max} bytes: big blocks can't be exchanged with other peers; use `add` to chunk bigger data, or pass allow-big-block=true (up to {MAX_BLOCK} bytes)"
             )));

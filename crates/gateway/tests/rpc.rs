@@ -706,6 +706,24 @@ async fn methods_commands_version_and_id() {
     let res = client().get(s.at("/api/v0/add")).send().await.expect("get");
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
 
+    // A web page on another site may not drive the API; the same origin may.
+    let res = client()
+        .post(s.at("/api/v0/version"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.expect("text").contains("evil.example"));
+    let same = s.at("/").trim_end_matches('/').to_string();
+    let res = client()
+        .post(s.at("/api/v0/version"))
+        .header("origin", same)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), StatusCode::OK);
+
     let res = post(&s, "swarm/peers", &[]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert!(
