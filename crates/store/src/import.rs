@@ -219,6 +219,18 @@ impl Balanced {
     }
 }
 
+/// The state of one `add_paths` walk.
+struct Walk<'a> {
+    opts: &'a ImportOptions,
+    progress: Progress<'a>,
+    /// Entries in kubo's output order.
+    added: Vec<Added>,
+    /// Folder nodes to commit with the roots.
+    dir_nodes: Vec<(Cid, Bytes)>,
+    /// (device, inode) of the folders being walked, to stop symlink loops.
+    open_dirs: Vec<(u64, u64)>,
+}
+
 /// A leaf as the importer produced it, with its place in the data file.
 struct Leaf {
     cid: Cid,
@@ -442,9 +454,14 @@ impl Store {
     ) -> Result<Vec<Added>> {
         opts.validate()?;
         let _hold = self.gc_hold();
-        let mut added = Vec::new();
+        let mut walk = Walk {
+            opts,
+            progress,
+            added: Vec::new(),
+            dir_nodes: Vec::new(),
+            open_dirs: Vec::new(),
+        };
         let mut tops = BTreeMap::new();
-        let mut dir_nodes = Vec::new();
         for path in paths {
             // `.` or `dir/..` are named after the folder they stand for, as in kubo.
             let named = match path.file_name() {
@@ -454,14 +471,14 @@ impl Store {
                     .map_err(StoreError::io("resolve", path))?,
             };
             let name = name_str(&named, &named.display().to_string())?;
-            let link = self.add_entry(path, &name, opts, progress, &mut added, &mut dir_nodes)?;
+            let link = self.add_entry(path, &name, &mut walk)?;
             if tops.insert(name.clone(), link).is_some() {
                 return Err(StoreError::Invalid(format!(
                     "two added paths are both named {name:?}"
                 )));
             }
         }
-        self.finish_tops(&tops, dir_nodes, added, opts)
+        self.finish_tops(&tops, walk.dir_nodes, walk.added, opts)
     }
 
     /// Wraps the top-level entries if asked, then stores the folder nodes
@@ -507,18 +524,20 @@ impl Store {
         Ok(added)
     }
 
-    fn add_entry(
-        &self,
-        path: &Path,
-        name: &str,
-        opts: &ImportOptions,
-        progress: Progress<'_>,
-        added: &mut Vec<Added>,
-        dir_nodes: &mut Vec<(Cid, Bytes)>,
-    ) -> Result<Link> {
+    fn add_entry(&self, path: &Path, name: &str, walk: &mut Walk<'_>) -> Result<Link> {
+        use std::os::unix::fs::MetadataExt;
+        let Walk { opts, progress, .. } = *walk;
         // Symlinks are followed (kubo `--dereference-symlinks`).
         let meta = std::fs::metadata(path).map_err(StoreError::io("stat", path))?;
         if meta.is_dir() {
+            let id = (meta.dev(), meta.ino());
+            if walk.open_dirs.contains(&id) {
+                return Err(StoreError::Invalid(format!(
+                    "{}: a symlink loops back to a folder being added",
+                    path.display()
+                )));
+            }
+            walk.open_dirs.push(id);
             let mut children = BTreeMap::new();
             let mut entries = Vec::new();
             for entry in std::fs::read_dir(path).map_err(StoreError::io("list", path))? {
@@ -532,11 +551,12 @@ impl Store {
             entries.sort();
             for (child_name, child_path) in entries {
                 let full = format!("{name}/{child_name}");
-                let link = self.add_entry(&child_path, &full, opts, progress, added, dir_nodes)?;
+                let link = self.add_entry(&child_path, &full, walk)?;
                 children.insert(child_name, link);
             }
-            let link = dir_node(opts, &children, dir_nodes)?;
-            added.push(Added {
+            walk.open_dirs.pop();
+            let link = dir_node(opts, &children, &mut walk.dir_nodes)?;
+            walk.added.push(Added {
                 name: name.to_string(),
                 cid: link.cid,
                 size: link.tsize,
@@ -558,7 +578,7 @@ impl Store {
                     dag.root
                 }
             };
-            added.push(Added {
+            walk.added.push(Added {
                 name: name.to_string(),
                 cid: root.cid,
                 size: root.tsize,

@@ -330,3 +330,44 @@ fn put_block_checks_hash_and_reopen_sweeps_partials() {
     assert!(!stray.exists());
     assert!(store.has(&cid).expect("has"));
 }
+
+#[test]
+fn symlinks_are_followed_and_loops_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path().join("s")).expect("open");
+    // The Hugging Face cache layout: snapshot files are symlinks to blobs.
+    let blob = dir.path().join("blobs/abc123");
+    write(&blob, &pattern(5000, 3));
+    let snap = dir.path().join("snapshots/main");
+    std::fs::create_dir_all(&snap).expect("mkdir");
+    std::os::unix::fs::symlink(&blob, snap.join("model.safetensors")).expect("symlink");
+    let real = dir.path().join("real/main");
+    write(&real.join("model.safetensors"), &pattern(5000, 3));
+    let via_link = store
+        .add_paths(
+            std::slice::from_ref(&snap),
+            &ImportOptions::default(),
+            &no_progress,
+        )
+        .expect("add through a symlink");
+    let direct = store
+        .add_paths(
+            std::slice::from_ref(&real),
+            &ImportOptions::default(),
+            &no_progress,
+        )
+        .expect("add");
+    assert_eq!(via_link.last().map(|a| a.cid), direct.last().map(|a| a.cid));
+
+    std::os::unix::fs::symlink(dir.path().join("snapshots"), snap.join("loop")).expect("symlink");
+    let err = store
+        .add_paths(
+            std::slice::from_ref(&snap),
+            &ImportOptions::default(),
+            &no_progress,
+        )
+        .expect_err("a loop is refused");
+    assert!(err.to_string().contains("loops back"), "{err}");
+    // Both adds gave one root (same name, same bytes); the failed add pinned nothing.
+    assert_eq!(store.pins().expect("pins").len(), 1);
+}
