@@ -387,6 +387,7 @@ fn pin(ctx: &Ctx, p: PinCommand) -> anyhow::Result<()> {
             } else {
                 PinKind::Recursive
             };
+            let mut done = Vec::new();
             for c in cids {
                 let cid = resolve(&store, &c)?;
                 store.pin_add(&cid, kind)?;
@@ -396,6 +397,10 @@ fn pin(ctx: &Ctx, p: PinCommand) -> anyhow::Result<()> {
                         if direct { "directly" } else { "recursively" }
                     );
                 }
+                done.push(cid.to_string());
+            }
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({"pinned": done, "type": kind}));
             }
         }
         PinCommand::Ls => {
@@ -419,12 +424,17 @@ fn pin(ctx: &Ctx, p: PinCommand) -> anyhow::Result<()> {
             }
         }
         PinCommand::Rm { cids } => {
+            let mut done = Vec::new();
             for c in cids {
                 let (cid, _) = parse_ipfs_path(&c)?;
                 store.pin_rm(&cid)?;
                 if !ctx.json {
                     println!("unpinned {cid}");
                 }
+                done.push(cid.to_string());
+            }
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({"unpinned": done}));
             }
         }
     }

@@ -246,10 +246,13 @@ fn add_read_verify_pin_gc() {
             .iter()
             .any(|p| p["cid"] == root.as_str() && p["type"] == "recursive")
     );
-    ok(lattice(&node)
-        .args(["ipfs", "pin", "rm", &root])
-        .output()
-        .expect("pin rm"));
+    let unpinned = json(
+        lattice(&node)
+            .args(["--json", "ipfs", "pin", "rm", &root])
+            .output()
+            .expect("pin rm"),
+    );
+    assert_eq!(unpinned["unpinned"], serde_json::json!([root]));
     let gc = json(
         lattice(&node)
             .args(["--json", "ipfs", "gc"])
