@@ -25,10 +25,11 @@
 //! - Garbage collection is held off for the whole fetch, so blocks fetched
 //!   before the root is pinned survive; with [`FetchOptions::pin`] off they
 //!   are unpinned once `fetch` returns and the next `gc` removes them.
-//! - On a resume, every dag-pb block already present is read back and
-//!   re-hashed to learn its links; for DAGs with dag-pb leaves (CIDv0) that
-//!   re-reads the file data already fetched. A present block that no longer
-//!   matches its CID stops the fetch (the store cannot replace it).
+//! - On a resume, every block already present is re-hashed before it is
+//!   trusted (`Store::checked_links`), file data included, so a resume costs
+//!   one local read of what is there (≈ 3 GB/s here). A present block that no
+//!   longer matches its CID is fetched again, and storing the good copy
+//!   repairs the local one (`Store::put_blocks`).
 //!
 //! Sources are written `http(s)://host[:port][/prefix]` for a gateway and
 //! `kubo+http(s)://host:port` for a Kubo RPC API (see [`Source`]).
