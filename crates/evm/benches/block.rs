@@ -16,8 +16,8 @@ use alloy_sol_types::{SolCall, SolConstructor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lattice_contracts::ModelRegistry;
 use lattice_evm::{
-    BlockParams, Genesis, GenesisAlloc, LatticePrecompiles, MODEL_REGISTRY_ADDRESS, StateDb,
-    execute_block, execute_recovered,
+    BlockParams, ExecutedBlock, Genesis, GenesisAlloc, Header, LatticePrecompiles,
+    MODEL_REGISTRY_ADDRESS, StateDb, execute_block, execute_recovered,
 };
 
 const SENDERS: u64 = 100;
@@ -26,6 +26,52 @@ const CHAIN_ID: u64 = 1337;
 
 fn key(i: u64) -> B256 {
     keccak256(i.to_be_bytes())
+}
+
+fn sign(secret: B256, tx: TxEip1559) -> TxEnvelope {
+    let sig = alloy_consensus::crypto::secp256k1::sign_message(secret, tx.signature_hash())
+        .expect("valid key");
+    tx.into_signed(sig).into()
+}
+
+/// Funds the sender of every `per_sender`-th transaction (each sender's first).
+fn fund_senders(genesis: &mut Genesis, txs: &[TxEnvelope], per_sender: usize) {
+    for tx in txs.iter().step_by(per_sender) {
+        let sender = alloy_consensus::transaction::SignerRecoverable::recover_signer(tx)
+            .expect("recoverable");
+        genesis.alloc.insert(
+            sender,
+            GenesisAlloc {
+                balance: U256::from(10u64).pow(U256::from(21)),
+                ..Default::default()
+            },
+        );
+    }
+}
+
+/// Times `run` (execute) plus the commit of its block, each iteration on a
+/// fresh state opened from `genesis`; set-up is outside the timed region.
+fn time_blocks(
+    iters: u64,
+    genesis: &Genesis,
+    gas_limit: u64,
+    run: impl Fn(&StateDb, &Header, &BlockParams) -> ExecutedBlock,
+    check: impl Fn(&ExecutedBlock),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::open(dir.path().join("state.redb")).expect("open");
+        db.init_genesis(genesis).expect("genesis");
+        let parent = db.latest_header().expect("head");
+        let params = BlockParams::new(Address::repeat_byte(0xc0), 12, gas_limit);
+        let start = Instant::now();
+        let block = run(&db, &parent, &params);
+        db.commit(&block).expect("commit");
+        total += start.elapsed();
+        check(&block);
+    }
+    total
 }
 
 fn signed_transfers() -> (Genesis, Vec<TxEnvelope>) {
@@ -49,23 +95,10 @@ fn signed_transfers() -> (Genesis, Vec<TxEnvelope>) {
                 access_list: Default::default(),
                 input: Bytes::new(),
             };
-            let sig = alloy_consensus::crypto::secp256k1::sign_message(secret, tx.signature_hash())
-                .expect("valid key");
-            txs.push(tx.into_signed(sig).into());
+            txs.push(sign(secret, tx));
         }
     }
-    // Fund each sender: recover its address from its first transaction.
-    for tx in txs.iter().step_by(per_sender as usize) {
-        let sender = alloy_consensus::transaction::SignerRecoverable::recover_signer(tx)
-            .expect("recoverable");
-        genesis.alloc.insert(
-            sender,
-            GenesisAlloc {
-                balance: U256::from(10u64).pow(U256::from(21)),
-                ..Default::default()
-            },
-        );
-    }
+    fund_senders(&mut genesis, &txs, per_sender as usize);
     (genesis, txs)
 }
 
@@ -76,26 +109,22 @@ fn execute_and_commit(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("10k_transfers_execute_commit", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let db = StateDb::open(dir.path().join("state.redb")).expect("open");
-                db.init_genesis(&genesis).expect("genesis");
-                let parent = db.latest_header().expect("head");
-                let params = BlockParams::new(Address::repeat_byte(0xc0), 12, 300_000_000);
-                let txs = txs.clone();
-                let start = Instant::now();
-                let block = execute_block(&db, &parent, txs, &params).expect("execute");
-                db.commit(&block).expect("commit");
-                total += start.elapsed();
-                assert_eq!(
-                    block.transactions.len(),
-                    TRANSFERS as usize,
-                    "{:?}",
-                    block.rejected.first()
-                );
-            }
-            total
+            time_blocks(
+                iters,
+                &genesis,
+                300_000_000,
+                |db, parent, params| {
+                    execute_block(db, parent, txs.clone(), params).expect("execute")
+                },
+                |block| {
+                    assert_eq!(
+                        block.transactions.len(),
+                        TRANSFERS as usize,
+                        "{:?}",
+                        block.rejected.first()
+                    )
+                },
+            )
         });
     });
     // The same block with senders recovered beforehand, as a transaction pool
@@ -108,25 +137,19 @@ fn execute_and_commit(c: &mut Criterion) {
             alloy_consensus::transaction::Recovered::new_unchecked(tx.clone(), sender)
         })
         .collect();
+    let precompiles = LatticePrecompiles::new();
     group.bench_function("10k_transfers_execute_commit_senders_known", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let db = StateDb::open(dir.path().join("state.redb")).expect("open");
-                db.init_genesis(&genesis).expect("genesis");
-                let parent = db.latest_header().expect("head");
-                let params = BlockParams::new(Address::repeat_byte(0xc0), 12, 300_000_000);
-                let txs = recovered.clone();
-                let precompiles = LatticePrecompiles::new();
-                let start = Instant::now();
-                let block =
-                    execute_recovered(&db, &parent, txs, &params, &precompiles).expect("execute");
-                db.commit(&block).expect("commit");
-                total += start.elapsed();
-                assert_eq!(block.transactions.len(), TRANSFERS as usize);
-            }
-            total
+            time_blocks(
+                iters,
+                &genesis,
+                300_000_000,
+                |db, parent, params| {
+                    execute_recovered(db, parent, recovered.clone(), params, &precompiles)
+                        .expect("execute")
+                },
+                |block| assert_eq!(block.transactions.len(), TRANSFERS as usize),
+            )
         });
     });
     group.finish();
@@ -174,51 +197,35 @@ fn register_models(c: &mut Criterion) {
                 access_list: Default::default(),
                 input: call.abi_encode().into(),
             };
-            let sig = alloy_consensus::crypto::secp256k1::sign_message(secret, tx.signature_hash())
-                .expect("valid key");
-            txs.push(tx.into_signed(sig).into());
+            txs.push(sign(secret, tx));
         }
     }
-    for tx in txs.iter().step_by((CALLS / CALLERS) as usize) {
-        let sender = alloy_consensus::transaction::SignerRecoverable::recover_signer(tx)
-            .expect("recoverable");
-        genesis.alloc.insert(
-            sender,
-            GenesisAlloc {
-                balance: U256::from(10u64).pow(U256::from(21)),
-                ..Default::default()
-            },
-        );
-    }
+    fund_senders(&mut genesis, &txs, (CALLS / CALLERS) as usize);
     let mut group = c.benchmark_group("block");
     group.throughput(Throughput::Elements(CALLS));
     group.sample_size(10);
     group.bench_function("1k_register_model_execute_commit", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let db = StateDb::open(dir.path().join("state.redb")).expect("open");
-                db.init_genesis(&genesis).expect("genesis");
-                let parent = db.latest_header().expect("head");
-                let params = BlockParams::new(Address::repeat_byte(0xc0), 12, 2_000_000_000);
-                let txs = txs.clone();
-                let start = Instant::now();
-                let block = execute_block(&db, &parent, txs, &params).expect("execute");
-                db.commit(&block).expect("commit");
-                total += start.elapsed();
-                assert_eq!(
-                    block.transactions.len(),
-                    CALLS as usize,
-                    "{:?}",
-                    block.rejected.first()
-                );
-                assert!(
-                    block.receipts.iter().all(|r| r.status()),
-                    "a registerModel reverted"
-                );
-            }
-            total
+            time_blocks(
+                iters,
+                &genesis,
+                2_000_000_000,
+                |db, parent, params| {
+                    execute_block(db, parent, txs.clone(), params).expect("execute")
+                },
+                |block| {
+                    assert_eq!(
+                        block.transactions.len(),
+                        CALLS as usize,
+                        "{:?}",
+                        block.rejected.first()
+                    );
+                    assert!(
+                        block.receipts.iter().all(|r| r.status()),
+                        "a registerModel reverted"
+                    );
+                },
+            )
         });
     });
     group.finish();

@@ -292,27 +292,19 @@ fn execute_with_senders(
     let (diff, state_root) = build_diff(&snapshot, cache, |_| false)?;
     let header = Header {
         parent_hash,
-        ommers_hash: EMPTY_OMMER_ROOT_HASH,
         beneficiary: params.coinbase,
         state_root,
         transactions_root: calculate_transaction_root(&included),
         receipts_root: calculate_receipt_root(&receipts),
         logs_bloom,
-        difficulty: U256::ZERO,
         number,
         gas_limit: params.gas_limit,
         gas_used: cumulative_gas,
         timestamp: params.timestamp,
         extra_data: params.extra_data.clone(),
         mix_hash: params.prevrandao,
-        nonce: B64::ZERO,
         base_fee_per_gas: Some(base_fee),
-        withdrawals_root: Some(EMPTY_ROOT_HASH),
-        blob_gas_used: Some(0),
-        excess_blob_gas: Some(0),
-        parent_beacon_block_root: Some(B256::ZERO),
-        requests_hash: Some(EMPTY_REQUESTS_HASH),
-        ..Default::default()
+        ..post_merge_header()
     };
     Ok(ExecutedBlock {
         hash: header.hash_slow(),
@@ -509,4 +501,21 @@ pub(crate) fn build_diff(
     .collect::<Result<_, _>>()?;
     let state_root = trie::state_root(all);
     Ok((StateDiff { accounts, codes }, state_root))
+}
+
+/// The header fields every block of this chain has fixed: proof-of-stake
+/// (no difficulty or nonce), no withdrawals, no blobs, no beacon root and no
+/// execution requests (there is no consensus layer to feed them).
+pub(crate) fn post_merge_header() -> Header {
+    Header {
+        ommers_hash: EMPTY_OMMER_ROOT_HASH,
+        difficulty: U256::ZERO,
+        nonce: B64::ZERO,
+        withdrawals_root: Some(EMPTY_ROOT_HASH),
+        blob_gas_used: Some(0),
+        excess_blob_gas: Some(0),
+        parent_beacon_block_root: Some(B256::ZERO),
+        requests_hash: Some(EMPTY_REQUESTS_HASH),
+        ..Default::default()
+    }
 }

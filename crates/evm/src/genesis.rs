@@ -3,9 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header};
-use alloy_eips::eip7685::EMPTY_REQUESTS_HASH;
-use alloy_primitives::{Address, B64, B256, Bytes, U256};
+use alloy_consensus::Header;
+use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_trie::{EMPTY_ROOT_HASH, KECCAK_EMPTY};
 use revm::{
     bytecode::Bytecode,
@@ -21,7 +20,7 @@ use crate::{
     db::{Head, StateDb},
     dev::DEV_ACCOUNTS,
     error::{GenesisError, StateError},
-    execute::{build_diff, build_evm, into_db},
+    execute::{build_diff, build_evm, into_db, post_merge_header},
     precompile::LatticePrecompiles,
 };
 
@@ -152,7 +151,6 @@ impl Genesis {
     fn header(&self, state_root: B256) -> Header {
         Header {
             parent_hash: B256::ZERO,
-            ommers_hash: EMPTY_OMMER_ROOT_HASH,
             beneficiary: self.coinbase,
             state_root,
             transactions_root: EMPTY_ROOT_HASH,
@@ -162,14 +160,8 @@ impl Genesis {
             gas_used: 0,
             timestamp: self.timestamp,
             extra_data: self.extra_data.clone(),
-            nonce: B64::ZERO,
             base_fee_per_gas: Some(self.base_fee_per_gas),
-            withdrawals_root: Some(EMPTY_ROOT_HASH),
-            blob_gas_used: Some(0),
-            excess_blob_gas: Some(0),
-            parent_beacon_block_root: Some(B256::ZERO),
-            requests_hash: Some(EMPTY_REQUESTS_HASH),
-            ..Default::default()
+            ..post_merge_header()
         }
     }
 }
