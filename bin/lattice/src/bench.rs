@@ -1,6 +1,10 @@
 //! `lattice bench store`: import and verified read of a large file, side by
 //! side with `sha256sum` (the single-core hashing limit) and the official JS
 //! UnixFS importer on the same file, reported as ratios.
+//!
+//! `lattice bench rpc` and `lattice bench registry` (in `bench_rpc.rs`): transfer
+//! throughput and ModelRegistry `eth_call` latency through JSON-RPC against any
+//! dev chain, so `lattice devnet` and `anvil` are measured the same way.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +16,9 @@ use clap::Subcommand;
 use lattice_store::{ImportOptions, Store};
 
 use crate::Ctx;
+
+#[path = "bench_rpc.rs"]
+mod bench_rpc;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
@@ -30,6 +37,12 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value = "tests/oracle/unixfs.mjs")]
         oracle: PathBuf,
     },
+    /// Transfers/s end to end through JSON-RPC: pre-signed transfers sent in batches, timed
+    /// until the last is included. Works against any dev chain (lattice devnet, anvil).
+    Rpc(bench_rpc::RpcArgs),
+    /// ModelRegistry at scale: fill it to N models, then p50/p99 of `getModel` and
+    /// `listModels` over HTTP `eth_call`.
+    Registry(bench_rpc::RegistryArgs),
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -129,12 +142,16 @@ fn js_import_ms(oracle: &Path, file: &Path) -> anyhow::Result<(f64, String)> {
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Store {
-        size_mib,
-        dir,
-        runs,
-        oracle,
-    } = cmd;
+    let (size_mib, dir, runs, oracle) = match cmd {
+        BenchCommand::Store {
+            size_mib,
+            dir,
+            runs,
+            oracle,
+        } => (size_mib, dir, runs, oracle),
+        BenchCommand::Rpc(args) => return bench_rpc::rpc(ctx, args),
+        BenchCommand::Registry(args) => return bench_rpc::registry(ctx, args),
+    };
     let runs = runs.max(1);
     let dir = dir.unwrap_or_else(|| ctx.datadir.join("bench"));
     std::fs::create_dir_all(&dir)?;

@@ -2,7 +2,8 @@
 //!
 //! Owns argument parsing, output formatting (human or `--json`), progress
 //! bars, and wiring the library crates together. Holds no logic of its own
-//! that a library crate could own: the store, gateway and fetcher do the work.
+//! that a library crate could own: the store, gateway, fetcher, chain and
+//! JSON-RPC crates do the work.
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod ipfs;
+mod node;
 
 /// Lattice: an EVM chain node where AI models are first-class.
 #[derive(Debug, Parser)]
@@ -34,6 +36,11 @@ enum Command {
     /// Content-addressed storage: add, read, pin, serve and fetch IPFS DAGs.
     #[command(subcommand)]
     Ipfs(ipfs::IpfsCommand),
+    /// Run a node (`--dev`: a single-validator dev chain).
+    Node(node::NodeArgs),
+    /// A local dev chain with prefunded accounts and the system contracts
+    /// (`lattice node --dev`).
+    Devnet(node::NodeArgs),
     /// Benchmarks run side by side with their peers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -120,6 +127,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Ipfs(cmd) => ipfs::run(&ctx, cmd),
+        Command::Node(args) => node::run(&ctx, args),
+        Command::Devnet(args) => node::run(&ctx, args.devnet()),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
     };
     match result {

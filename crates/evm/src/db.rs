@@ -7,7 +7,9 @@ use alloy_consensus::Header;
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_rlp::Decodable;
 use alloy_trie::{EMPTY_ROOT_HASH, KECCAK_EMPTY, TrieAccount};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use revm::{DatabaseRef, bytecode::Bytecode, state::AccountInfo};
 
 use crate::{
@@ -22,6 +24,12 @@ const CODE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("code");
 const BLOCK_HASHES: TableDefinition<u64, &[u8]> = TableDefinition::new("block_hashes");
 const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// `keccak(address) ‖ block` → the account before that block changed it
+/// (empty: it did not exist).
+const ACCOUNT_HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("account_history");
+/// `keccak(address) ‖ keccak(slot) ‖ block` → the slot's value before that
+/// block changed it.
+const STORAGE_HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("storage_history");
 
 const HEAD_KEY: &str = "head";
 const CHAIN_ID_KEY: &str = "chain_id";
@@ -171,6 +179,8 @@ impl StateDb {
         tx.open_table(BLOCK_HASHES)?;
         tx.open_table(HEADERS)?;
         tx.open_table(META)?;
+        tx.open_table(ACCOUNT_HISTORY)?;
+        tx.open_table(STORAGE_HISTORY)?;
         tx.commit()?;
         Ok(Self { db })
     }
@@ -295,15 +305,80 @@ impl StateDb {
             storage: tx.open_table(STORAGE)?,
             code: tx.open_table(CODE)?,
             block_hashes: tx.open_table(BLOCK_HASHES)?,
+            account_history: tx.open_table(ACCOUNT_HISTORY)?,
+            storage_history: tx.open_table(STORAGE_HISTORY)?,
+            at: None,
             head,
         })
+    }
+
+    /// A read view of the state after block `number` (the head, or any
+    /// earlier block: every block records what it overwrote).
+    pub(crate) fn snapshot_at(&self, number: u64) -> Result<StateSnapshot, StateError> {
+        let mut snap = self.snapshot()?;
+        let head = snap.head.ok_or(StateError::NotInitialized)?;
+        if number > head.number {
+            return Err(StateError::UnknownBlock {
+                number,
+                head: head.number,
+            });
+        }
+        if number < head.number {
+            snap.at = Some(number);
+        }
+        Ok(snap)
+    }
+
+    /// An account after block `number` (`None` if it did not exist).
+    pub fn account_at(&self, address: Address, number: u64) -> Result<Option<Account>, StateError> {
+        self.snapshot_at(number)?.account(keccak256(address))
+    }
+
+    /// A storage slot after block `number`.
+    pub fn storage_at(
+        &self,
+        address: Address,
+        slot: U256,
+        number: u64,
+    ) -> Result<U256, StateError> {
+        self.snapshot_at(number)?
+            .storage(keccak256(address), hash_slot(slot))
+    }
+
+    /// Code of the account at `address` after block `number`.
+    pub fn code_at_block(&self, address: Address, number: u64) -> Result<Bytes, StateError> {
+        let snap = self.snapshot_at(number)?;
+        let Some(account) = snap.account(keccak256(address))? else {
+            return Ok(Bytes::new());
+        };
+        snap.code(account.code_hash)?
+            .ok_or_else(|| StateError::Corrupt(format!("missing code {}", account.code_hash)))
     }
 
     /// Commits an executed block: its state diff, header, hash and the new
     /// head, all in one write transaction. Fails without writing anything if
     /// the block's parent is not the current head.
     pub fn commit(&self, block: &ExecutedBlock) -> Result<Head, StateError> {
-        self.write_block(&block.header, &block.diff, None)
+        self.write_block(&block.header, &block.diff, None, |_| Ok(()))
+    }
+
+    /// [`StateDb::commit`] that also runs `extra` inside the same write
+    /// transaction, so that a caller's own tables (blocks, receipts, indexes)
+    /// become visible atomically with the state; if `extra` fails nothing is
+    /// written.
+    pub fn commit_with(
+        &self,
+        block: &ExecutedBlock,
+        extra: impl FnOnce(&WriteTransaction) -> Result<(), StateError>,
+    ) -> Result<Head, StateError> {
+        self.write_block(&block.header, &block.diff, None, extra)
+    }
+
+    /// The underlying redb database, for a caller's own tables (which must
+    /// not use this crate's table names: `accounts`, `storage`, `code`,
+    /// `block_hashes`, `headers`, `meta`).
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Writes a block; `chain_id` is `Some` only for genesis (which must find
@@ -313,6 +388,7 @@ impl StateDb {
         header: &Header,
         diff: &StateDiff,
         chain_id: Option<u64>,
+        extra: impl FnOnce(&WriteTransaction) -> Result<(), StateError>,
     ) -> Result<Head, StateError> {
         let hash = header.hash_slow();
         let head = Head {
@@ -348,14 +424,47 @@ impl StateDb {
 
             let mut accounts = tx.open_table(ACCOUNTS)?;
             let mut storage = tx.open_table(STORAGE)?;
+            let mut account_history = tx.open_table(ACCOUNT_HISTORY)?;
+            let mut storage_history = tx.open_table(STORAGE_HISTORY)?;
+            // Genesis overwrites nothing.
+            let record = chain_id.is_none();
+            let number = header.number.to_be_bytes();
             for change in &diff.accounts {
                 let hashed = change.hashed_address;
+                if record {
+                    let mut key = [0u8; 40];
+                    key[..32].copy_from_slice(hashed.as_slice());
+                    key[32..].copy_from_slice(&number);
+                    let prev = accounts.get(hashed.as_slice())?.map(|v| v.value().to_vec());
+                    account_history.insert(&key[..], prev.as_deref().unwrap_or_default())?;
+                }
+                let mut recorded = std::collections::HashSet::new();
                 if change.storage_wiped || change.account.is_none() {
                     let (lo, hi) = storage_bounds(hashed);
+                    if record {
+                        for row in storage.range(&lo[..]..=&hi[..])? {
+                            let (k, v) = row?;
+                            let mut key = [0u8; 72];
+                            key[..64].copy_from_slice(k.value());
+                            key[64..].copy_from_slice(&number);
+                            storage_history.insert(&key[..], v.value())?;
+                            recorded.insert(B256::from_slice(&k.value()[32..]));
+                        }
+                    }
                     storage.retain_in(&lo[..]..=&hi[..], |_, _| false)?;
                 }
                 for (slot, value) in &change.storage {
                     let key = storage_key(hashed, *slot);
+                    if record && !recorded.contains(slot) {
+                        let prev = storage
+                            .get(&key[..])?
+                            .map(|v| v.value().to_vec())
+                            .unwrap_or_else(|| vec![0u8; 32]);
+                        let mut hkey = [0u8; 72];
+                        hkey[..64].copy_from_slice(&key);
+                        hkey[64..].copy_from_slice(&number);
+                        storage_history.insert(&hkey[..], &prev[..])?;
+                    }
                     if value.is_zero() {
                         storage.remove(&key[..])?;
                     } else {
@@ -380,6 +489,7 @@ impl StateDb {
             tx.open_table(HEADERS)?
                 .insert(header.number, &alloy_rlp::encode(header)[..])?;
         }
+        extra(&tx)?;
         tx.commit()?;
         Ok(head)
     }
@@ -394,11 +504,30 @@ pub(crate) struct StateSnapshot {
     storage: ReadOnlyTable<&'static [u8], &'static [u8]>,
     code: ReadOnlyTable<&'static [u8], &'static [u8]>,
     block_hashes: ReadOnlyTable<u64, &'static [u8]>,
+    account_history: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    storage_history: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// `Some(n)`: read the state after block `n` (before the head) by
+    /// taking, per key, the value the first later block overwrote.
+    at: Option<u64>,
     pub(crate) head: Option<Head>,
 }
 
 impl StateSnapshot {
     pub(crate) fn account(&self, hashed_address: B256) -> Result<Option<Account>, StateError> {
+        if let Some(n) = self.at {
+            let mut lo = [0u8; 40];
+            lo[..32].copy_from_slice(hashed_address.as_slice());
+            lo[32..].copy_from_slice(&(n + 1).to_be_bytes());
+            let mut hi = lo;
+            hi[32..].copy_from_slice(&u64::MAX.to_be_bytes());
+            if let Some(row) = self.account_history.range(&lo[..]..=&hi[..])?.next() {
+                let (_, v) = row?;
+                return match v.value() {
+                    [] => Ok(None),
+                    bytes => Account::decode(bytes).map(Some),
+                };
+            }
+        }
         self.accounts
             .get(hashed_address.as_slice())?
             .map(|v| Account::decode(v.value()))
@@ -410,6 +539,17 @@ impl StateSnapshot {
         hashed_address: B256,
         hashed_slot: B256,
     ) -> Result<U256, StateError> {
+        if let Some(n) = self.at {
+            let mut lo = [0u8; 72];
+            lo[..64].copy_from_slice(&storage_key(hashed_address, hashed_slot));
+            lo[64..].copy_from_slice(&(n + 1).to_be_bytes());
+            let mut hi = lo;
+            hi[64..].copy_from_slice(&u64::MAX.to_be_bytes());
+            if let Some(row) = self.storage_history.range(&lo[..]..=&hi[..])?.next() {
+                let (_, v) = row?;
+                return decode_u256(v.value());
+            }
+        }
         match self
             .storage
             .get(&storage_key(hashed_address, hashed_slot)[..])?

@@ -17,6 +17,14 @@ pub enum StateError {
     /// `init_genesis` was called on a database that already has blocks.
     #[error("state database already has a genesis block")]
     AlreadyInitialized,
+    /// State was asked for at a block after the head.
+    #[error("block {number} is not known (head is {head})")]
+    UnknownBlock {
+        /// Block asked for.
+        number: u64,
+        /// The head.
+        head: u64,
+    },
     /// The block to commit does not extend the current head.
     #[error("block {number} has parent {parent}, but the head is {head}")]
     NotOnHead {
@@ -143,6 +151,32 @@ pub enum BlockError {
         head: B256,
     },
     /// The EVM failed for a reason that is not the transaction's fault.
+    #[error("evm: {0}")]
+    Evm(String),
+}
+
+/// A simulated call (`eth_call`, `eth_estimateGas`) could not produce a
+/// result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Reading state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The message is invalid (e.g. the caller cannot pay the value).
+    #[error("{0}")]
+    Invalid(String),
+    /// It reverted even with all the gas allowed.
+    #[error("execution reverted{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Reverted {
+        /// The decoded `Error(string)` reason, if any.
+        reason: Option<String>,
+        /// Raw revert data.
+        data: alloy_primitives::Bytes,
+    },
+    /// It halted even with all the gas allowed.
+    #[error("{0}")]
+    Halted(String),
+    /// The EVM failed for a reason that is not the message's fault.
     #[error("evm: {0}")]
     Evm(String),
 }

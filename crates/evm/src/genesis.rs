@@ -230,6 +230,7 @@ impl StateDb {
             &genesis.header(state_root),
             &diff,
             Some(genesis.config.chain_id),
+            |_| Ok(()),
         )?)
     }
 }

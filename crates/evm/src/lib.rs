@@ -65,6 +65,7 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod call;
 mod db;
 mod dev;
 mod error;
@@ -74,9 +75,13 @@ mod precompile;
 mod trie;
 
 pub use alloy_consensus::{Header, ReceiptEnvelope, TxEnvelope};
+pub use call::{
+    AccountOverride, CallOutcome, CallRequest, StateOverrides, call, call_at, decode_revert_reason,
+    estimate_gas, estimate_gas_at,
+};
 pub use db::{Account, Head, StateDb};
 pub use dev::{DEV_ACCOUNTS, DevAccount};
-pub use error::{BlockError, GenesisError, StateError, TxRejection};
+pub use error::{BlockError, CallError, GenesisError, StateError, TxRejection};
 pub use execute::{
     AccountChange, BlockParams, ExecutedBlock, Rejected, SPEC, StateDiff, execute_block,
     execute_block_with, execute_recovered,
@@ -88,3 +93,4 @@ pub use precompile::{
     LATTICE_PRECOMPILE_FIRST, LATTICE_PRECOMPILE_LAST, LatticePrecompileFn, LatticePrecompiles,
     PrecompileRangeError,
 };
+pub use redb;

@@ -1,0 +1,233 @@
+//! `lattice devnet` as a real process: the real client libraries (web3.py,
+//! ethers, viem, cast) against it, restarts that continue the chain, and
+//! kill -9 at random moments losing no block that was reported included.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::Encodable2718;
+use alloy_primitives::{Address, B256, TxKind, U256};
+use lattice_evm::DEV_ACCOUNTS;
+use serde_json::{Value, json};
+
+/// A running `lattice devnet`, killed on drop.
+struct Devnet {
+    child: Child,
+    url: String,
+    ws: String,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(datadir: &Path, extra: &[&str]) -> Devnet {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .arg("--datadir")
+        .arg(datadir)
+        .args(["devnet", "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lattice devnet starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(
+            Instant::now() < deadline,
+            "devnet never said where it listens"
+        );
+        let line = lines
+            .next()
+            .expect("devnet exited before listening")
+            .expect("stdout line");
+        if let Some(addr) = line.strip_prefix("Listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the node never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Devnet {
+        child,
+        url: format!("http://{addr}"),
+        ws: format!("ws://{addr}"),
+    }
+}
+
+fn rpc(url: &str, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let resp: Value = ureq_post(url, &body);
+    if let Some(err) = resp.get("error") {
+        panic!("{method} failed: {err}");
+    }
+    resp["result"].clone()
+}
+
+/// A blocking JSON POST over a fresh loopback connection (std only;
+/// HTTP/1.0 so the body comes unchunked and ends with the connection).
+fn ureq_post(url: &str, body: &Value) -> Value {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to devnet");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let payload = body.to_string();
+    write!(
+        stream,
+        "POST / HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+    assert!(head.contains(" 200 "), "HTTP error: {head}\n{body}");
+    serde_json::from_str(body).expect("JSON-RPC response")
+}
+
+fn quantity(v: &Value) -> u64 {
+    let s = v.as_str().expect("hex quantity");
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex")
+}
+
+fn transfer(key: B256, nonce: u64, chain_id: u64) -> String {
+    let tx = TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(Address::repeat_byte(0x42)),
+        value: U256::from(1_000 + nonce),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let sig =
+        alloy_consensus::crypto::secp256k1::sign_message(key, tx.signature_hash()).expect("sign");
+    let env: TxEnvelope = tx.into_signed(sig).into();
+    format!("0x{}", alloy_primitives::hex::encode(env.encoded_2718()))
+}
+
+#[test]
+fn real_ethereum_clients_drive_the_devnet() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients");
+    assert!(
+        here.join("node_modules").is_dir() && here.join(".venv").is_dir(),
+        "client libraries are not installed: run tests/clients/setup.sh (.ci/run does)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(dir.path(), &[]);
+    let out = Command::new("bash")
+        .arg(here.join("run_all.sh"))
+        .arg(&node.url)
+        .arg(&node.ws)
+        .env("CHAIN_ID", "31337")
+        .output()
+        .expect("run_all.sh runs");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "client scripts failed:\n{log}");
+    for client in ["web3", "ethers", "viem", "cast"] {
+        assert!(
+            log.contains(&format!("=== {client} passed")),
+            "{client} did not pass:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_loses_no_block_reported_included_and_restart_continues() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chain_id = 31337;
+    let mut included: Vec<(String, String, u64)> = Vec::new(); // tx, block hash, number
+    let mut nonces = [0u64; 4];
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..3 {
+        let node = start(dir.path(), &["--block-time", "0.05"]);
+        assert_eq!(
+            quantity(&rpc(&node.url, "eth_chainId", json!([]))),
+            chain_id
+        );
+        // Everything reported before the previous kill is still there.
+        for (tx, block_hash, number) in &included {
+            let r = rpc(&node.url, "eth_getTransactionReceipt", json!([tx]));
+            assert!(!r.is_null(), "round {round}: receipt of {tx} lost");
+            assert_eq!(r["blockHash"].as_str(), Some(block_hash.as_str()));
+            assert_eq!(quantity(&r["blockNumber"]), *number);
+        }
+        // Send, watch some receipts, then kill at a random moment.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let sends = 20 + (rng % 40) as usize;
+        let mut sent = Vec::new();
+        for i in 0..sends {
+            let who = i % nonces.len();
+            let n = quantity(&rpc(
+                &node.url,
+                "eth_getTransactionCount",
+                json!([DEV_ACCOUNTS[who].address, "pending"]),
+            ));
+            assert!(n >= nonces[who], "pending nonce went backwards");
+            nonces[who] = n + 1;
+            let hash = rpc(
+                &node.url,
+                "eth_sendRawTransaction",
+                json!([transfer(DEV_ACCOUNTS[who].private_key, n, chain_id)]),
+            );
+            sent.push(hash.as_str().expect("tx hash").to_string());
+            if i % 3 == 0
+                && let Some(tx) = sent.first().cloned()
+            {
+                let r = rpc(&node.url, "eth_getTransactionReceipt", json!([tx]));
+                if !r.is_null() {
+                    included.push((
+                        tx,
+                        r["blockHash"].as_str().expect("hash").to_string(),
+                        quantity(&r["blockNumber"]),
+                    ));
+                    sent.remove(0);
+                }
+            }
+        }
+        // SIGKILL (Child::kill) a random moment later, mid-production.
+        std::thread::sleep(Duration::from_millis(rng % 150));
+        drop(node);
+        // Reopen the files directly: state root matches the recomputed one.
+        let chain = lattice_chain::Node::open(
+            &dir.path().join("chain/chain.redb"),
+            &lattice_chain::dev_genesis(chain_id, 300_000_000),
+            lattice_chain::NodeConfig::dev(),
+        )
+        .expect("reopen after kill -9");
+        let head = chain.head().expect("head");
+        assert_eq!(
+            chain.state().recompute_state_root().expect("recompute"),
+            head.state_root,
+            "round {round}: state root inconsistent after kill -9"
+        );
+        let max_reported = included.iter().map(|(_, _, n)| *n).max().unwrap_or(0);
+        assert!(
+            head.number >= max_reported,
+            "head went behind a reported block"
+        );
+        // Nonces restart from what the chain kept (unincluded sends are gone).
+        for (i, n) in nonces.iter_mut().enumerate() {
+            *n = chain.account(DEV_ACCOUNTS[i].address).expect("acct").nonce;
+        }
+    }
+    assert!(!included.is_empty(), "no receipt was ever observed");
+}

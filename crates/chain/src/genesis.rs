@@ -1,0 +1,47 @@
+//! The dev chain's genesis: the dev accounts and the system contracts at
+//! their fixed addresses.
+
+use alloy_primitives::{Address, Bytes};
+use alloy_sol_types::SolConstructor;
+use lattice_contracts::{IPFSIncentives, ModelRegistry};
+use lattice_evm::{DEV_ACCOUNTS, Genesis, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS};
+
+/// Chain id of `lattice devnet` unless told otherwise: anvil's and
+/// hardhat's, so that tools and tutorials configured for a local chain work.
+pub const DEV_CHAIN_ID: u64 = 31337;
+
+/// Genesis of a dev chain: [`Genesis::dev`] (the 10 dev accounts with
+/// 10,000 ETH each) with blocks of `gas_limit`, `ModelRegistry` at
+/// [`MODEL_REGISTRY_ADDRESS`] and `IPFSIncentives` at
+/// [`IPFS_INCENTIVES_ADDRESS`], both administered by dev account 0, which is
+/// also the registry's treasury and the incentives' root publisher; the
+/// registry's pinning pool is the incentives contract.
+pub fn dev_genesis(chain_id: u64, gas_limit: u64) -> Genesis {
+    let admin = DEV_ACCOUNTS[0].address;
+    let mut genesis = Genesis::dev(chain_id);
+    genesis.gas_limit = gas_limit;
+    genesis
+        .with_deployment(MODEL_REGISTRY_ADDRESS, registry_init_code(admin, admin))
+        .with_deployment(IPFS_INCENTIVES_ADDRESS, incentives_init_code(admin, admin))
+}
+
+/// `ModelRegistry` creation code with its constructor arguments.
+pub fn registry_init_code(admin: Address, treasury: Address) -> Bytes {
+    let mut code = ModelRegistry::BYTECODE.to_vec();
+    code.extend(
+        ModelRegistry::constructorCall {
+            admin,
+            pinningPool_: IPFS_INCENTIVES_ADDRESS,
+            treasury_: treasury,
+        }
+        .abi_encode(),
+    );
+    code.into()
+}
+
+/// `IPFSIncentives` creation code with its constructor arguments.
+pub fn incentives_init_code(admin: Address, publisher: Address) -> Bytes {
+    let mut code = IPFSIncentives::BYTECODE.to_vec();
+    code.extend(IPFSIncentives::constructorCall { admin, publisher }.abi_encode());
+    code.into()
+}
