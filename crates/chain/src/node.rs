@@ -504,29 +504,34 @@ impl Node {
         }
     }
 
-    /// An included transaction by hash.
+    /// An included transaction by hash (one record read, not its block).
     pub fn transaction(&self, hash: B256) -> Result<Option<TxRecord>, ChainError> {
         let Some((number, index)) = self.reader().tx_location(hash)? else {
             return Ok(None);
         };
-        let block = self.reader().block(number)?.ok_or_else(|| {
-            ChainError::Corrupt(format!("tx {hash} points at missing block {number}"))
-        })?;
-        Ok(tx_record(&block, index))
+        let missing = || ChainError::Corrupt(format!("tx {hash} points at missing block {number}"));
+        let header = self.db.header(number)?.ok_or_else(missing)?;
+        let (sender, tx) = self.reader().tx_at(number, index)?.ok_or_else(missing)?;
+        Ok(Some(TxRecord {
+            tx,
+            sender,
+            block_number: number,
+            block_hash: header.hash_slow(),
+            index,
+            base_fee: header.base_fee_per_gas.unwrap_or_default(),
+        }))
     }
 
     /// A receipt by transaction hash.
     pub fn receipt(&self, hash: B256) -> Result<Option<ReceiptRecord>, ChainError> {
-        let Some((number, index)) = self.reader().tx_location(hash)? else {
+        let Some(tx) = self.transaction(hash)? else {
             return Ok(None);
         };
-        let block = self.reader().block(number)?.ok_or_else(|| {
-            ChainError::Corrupt(format!("tx {hash} points at missing block {number}"))
-        })?;
-        let receipts = self.reader().receipts(number)?;
-        Ok(receipt_records(&block, receipts)?
-            .into_iter()
-            .nth(index as usize))
+        let stored = self
+            .reader()
+            .receipt_at(tx.block_number, tx.index)?
+            .ok_or_else(|| ChainError::Corrupt(format!("tx {hash} has no receipt")))?;
+        Ok(Some(receipt_record(tx, stored)))
     }
 
     /// Every receipt of a block.
@@ -535,7 +540,20 @@ impl Node {
             return Ok(None);
         };
         let receipts = self.reader().receipts(number)?;
-        Ok(Some(receipt_records(&block, receipts)?))
+        if receipts.len() != block.transactions.len() {
+            return Err(ChainError::Corrupt(format!(
+                "block {number}: {} transactions but {} receipts",
+                block.transactions.len(),
+                receipts.len()
+            )));
+        }
+        Ok(Some(
+            receipts
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some(receipt_record(tx_record(&block, i as u64)?, r)))
+                .collect(),
+        ))
     }
 
     /// Logs matching `filter`, at most `limit` of them (an error past it).
@@ -564,7 +582,12 @@ impl Node {
             let Some(block) = self.reader().block(n)? else {
                 continue;
             };
-            let receipts = self.reader().receipts(n)?;
+            let receipts: Vec<_> = self
+                .reader()
+                .receipts(n)?
+                .into_iter()
+                .map(|r| r.receipt)
+                .collect();
             let logs = block_logs(
                 &block.header,
                 block.hash,
@@ -724,43 +747,19 @@ fn tx_record(block: &BlockRecord, index: u64) -> Option<TxRecord> {
     })
 }
 
-fn receipt_records(
-    block: &BlockRecord,
-    receipts: Vec<lattice_evm::ReceiptEnvelope>,
-) -> Result<Vec<ReceiptRecord>, ChainError> {
-    if receipts.len() != block.transactions.len() {
-        return Err(ChainError::Corrupt(format!(
-            "block {}: {} transactions but {} receipts",
-            block.header.number,
-            block.transactions.len(),
-            receipts.len()
-        )));
+fn receipt_record(tx: TxRecord, stored: crate::store::StoredReceipt) -> ReceiptRecord {
+    let contract_address = tx
+        .tx
+        .kind()
+        .is_create()
+        .then(|| tx.sender.create(tx.tx.nonce()));
+    ReceiptRecord {
+        tx,
+        gas_used: stored.gas_used,
+        contract_address,
+        first_log_index: stored.first_log_index,
+        receipt: stored.receipt,
     }
-    let mut out = Vec::with_capacity(receipts.len());
-    let mut prev_gas = 0u64;
-    let mut log_index = 0u64;
-    for (i, receipt) in receipts.into_iter().enumerate() {
-        let Some(tx) = tx_record(block, i as u64) else {
-            break;
-        };
-        let cumulative = receipt.cumulative_gas_used();
-        let contract_address = tx
-            .tx
-            .kind()
-            .is_create()
-            .then(|| tx.sender.create(tx.tx.nonce()));
-        let n_logs = receipt.logs().len() as u64;
-        out.push(ReceiptRecord {
-            tx,
-            gas_used: cumulative - prev_gas,
-            contract_address,
-            first_log_index: log_index,
-            receipt,
-        });
-        prev_gas = cumulative;
-        log_index += n_logs;
-    }
-    Ok(out)
 }
 
 fn block_logs(

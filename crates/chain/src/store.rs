@@ -3,8 +3,8 @@
 //! block's state.
 
 use alloy_consensus::{Header, ReceiptEnvelope, Transaction, TxEnvelope};
+use alloy_eips::{Decodable2718, Encodable2718};
 use alloy_primitives::{Address, B256, Log};
-use alloy_rlp::{Decodable, Encodable};
 use lattice_evm::{
     ExecutedBlock, StateDb, StateError,
     redb::{ReadableDatabase, TableDefinition, WriteTransaction},
@@ -12,12 +12,11 @@ use lattice_evm::{
 
 use crate::error::ChainError;
 
-/// number → RLP list of the block's transactions.
-const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("chain_bodies");
-/// number → senders, 20 bytes each, in transaction order.
-const SENDERS: TableDefinition<u64, &[u8]> = TableDefinition::new("chain_senders");
-/// number → RLP list of the block's receipts.
-const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("chain_receipts");
+/// number (u64 BE) ‖ index (u32 BE) → sender (20 bytes) ‖ EIP-2718 transaction.
+const TXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chain_txs");
+/// number ‖ index → gas used (u64 BE) ‖ index of its first log in the block
+/// (u64 BE) ‖ EIP-2718 receipt.
+const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("chain_receipts");
 /// block hash → number.
 const NUMBERS: TableDefinition<&[u8], u64> = TableDefinition::new("chain_block_numbers");
 /// transaction hash → number (u64 BE) ‖ index (u32 BE).
@@ -129,8 +128,7 @@ impl LogFilter {
 
 pub(crate) fn create_tables(db: &StateDb) -> Result<(), ChainError> {
     let tx = db.database().begin_write()?;
-    tx.open_table(BODIES)?;
-    tx.open_table(SENDERS)?;
+    tx.open_table(TXS)?;
     tx.open_table(RECEIPTS)?;
     tx.open_table(NUMBERS)?;
     tx.open_table(TX_LOOKUP)?;
@@ -151,6 +149,27 @@ fn log_key(kind: u8, id: &[u8], number: u64) -> Vec<u8> {
     key
 }
 
+fn position(number: u64, index: usize) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&number.to_be_bytes());
+    key[8..].copy_from_slice(&(index as u32).to_be_bytes());
+    key
+}
+
+fn block_positions(number: u64) -> ([u8; 12], [u8; 12]) {
+    let mut hi = position(number, 0);
+    hi[8..].copy_from_slice(&u32::MAX.to_be_bytes());
+    (position(number, 0), hi)
+}
+
+/// A stored receipt with what the block-level record does not carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredReceipt {
+    pub(crate) receipt: ReceiptEnvelope,
+    pub(crate) gas_used: u64,
+    pub(crate) first_log_index: u64,
+}
+
 /// Writes the chain records of a block inside the state commit's transaction.
 pub(crate) fn write_block(
     tx: &WriteTransaction,
@@ -160,38 +179,34 @@ pub(crate) fn write_block(
     senders: &[Address],
     receipts: &[ReceiptEnvelope],
 ) -> Result<(), StateError> {
-    let mut body = Vec::new();
-    transactions.to_vec().encode(&mut body);
-    tx.open_table(BODIES)
-        .map_err(db_err)?
-        .insert(number, &body[..])
-        .map_err(db_err)?;
-    let sender_bytes: Vec<u8> = senders.iter().flat_map(|a| a.0.0).collect();
-    tx.open_table(SENDERS)
-        .map_err(db_err)?
-        .insert(number, &sender_bytes[..])
-        .map_err(db_err)?;
-    let mut encoded = Vec::new();
-    receipts.to_vec().encode(&mut encoded);
-    tx.open_table(RECEIPTS)
-        .map_err(db_err)?
-        .insert(number, &encoded[..])
-        .map_err(db_err)?;
-    tx.open_table(NUMBERS)
-        .map_err(db_err)?
-        .insert(hash.as_slice(), number)
-        .map_err(db_err)?;
+    let mut txs = tx.open_table(TXS).map_err(db_err)?;
     let mut lookup = tx.open_table(TX_LOOKUP).map_err(db_err)?;
-    for (i, t) in transactions.iter().enumerate() {
-        let mut loc = [0u8; 12];
-        loc[..8].copy_from_slice(&number.to_be_bytes());
-        loc[8..].copy_from_slice(&(i as u32).to_be_bytes());
+    let mut buf = Vec::new();
+    for (i, (t, sender)) in transactions.iter().zip(senders).enumerate() {
+        let key = position(number, i);
+        buf.clear();
+        buf.extend_from_slice(sender.as_slice());
+        t.encode_2718(&mut buf);
+        txs.insert(&key[..], &buf[..]).map_err(db_err)?;
         lookup
-            .insert(t.tx_hash().as_slice(), &loc[..])
+            .insert(t.tx_hash().as_slice(), &key[..])
             .map_err(db_err)?;
     }
+    let mut stored = tx.open_table(RECEIPTS).map_err(db_err)?;
     let mut index = tx.open_table(LOG_INDEX).map_err(db_err)?;
-    for receipt in receipts {
+    let mut prev_gas = 0u64;
+    let mut log_index = 0u64;
+    for (i, receipt) in receipts.iter().enumerate() {
+        let cumulative = receipt.cumulative_gas_used();
+        buf.clear();
+        buf.extend_from_slice(&cumulative.saturating_sub(prev_gas).to_be_bytes());
+        buf.extend_from_slice(&log_index.to_be_bytes());
+        receipt.encode_2718(&mut buf);
+        stored
+            .insert(&position(number, i)[..], &buf[..])
+            .map_err(db_err)?;
+        prev_gas = cumulative;
+        log_index += receipt.logs().len() as u64;
         for log in receipt.logs() {
             index
                 .insert(&log_key(0, log.address.as_slice(), number)[..], ())
@@ -203,7 +218,44 @@ pub(crate) fn write_block(
             }
         }
     }
+    tx.open_table(NUMBERS)
+        .map_err(db_err)?
+        .insert(hash.as_slice(), number)
+        .map_err(db_err)?;
     Ok(())
+}
+
+fn decode_tx(number: u64, bytes: &[u8]) -> Result<(Address, TxEnvelope), ChainError> {
+    if bytes.len() < 20 {
+        return Err(ChainError::Corrupt(format!(
+            "transaction record in block {number}"
+        )));
+    }
+    let mut body = &bytes[20..];
+    let tx = TxEnvelope::decode_2718(&mut body)
+        .map_err(|e| ChainError::Corrupt(format!("transaction in block {number}: {e}")))?;
+    Ok((Address::from_slice(&bytes[..20]), tx))
+}
+
+fn decode_receipt(number: u64, bytes: &[u8]) -> Result<StoredReceipt, ChainError> {
+    if bytes.len() < 16 {
+        return Err(ChainError::Corrupt(format!(
+            "receipt record in block {number}"
+        )));
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[..8]);
+    let gas_used = u64::from_be_bytes(n);
+    n.copy_from_slice(&bytes[8..16]);
+    let first_log_index = u64::from_be_bytes(n);
+    let mut body = &bytes[16..];
+    let receipt = ReceiptEnvelope::decode_2718(&mut body)
+        .map_err(|e| ChainError::Corrupt(format!("receipt in block {number}: {e}")))?;
+    Ok(StoredReceipt {
+        receipt,
+        gas_used,
+        first_log_index,
+    })
 }
 
 pub(crate) fn write_executed(tx: &WriteTransaction, b: &ExecutedBlock) -> Result<(), StateError> {
@@ -236,25 +288,15 @@ impl ChainReader<'_> {
             return Ok(None);
         };
         let tx = self.db.database().begin_read()?;
-        let transactions = match tx.open_table(BODIES)?.get(number)? {
-            Some(v) => Vec::<TxEnvelope>::decode(&mut v.value())
-                .map_err(|e| ChainError::Corrupt(format!("body of block {number}: {e}")))?,
-            None => Vec::new(),
-        };
-        let senders = match tx.open_table(SENDERS)?.get(number)? {
-            Some(v) => v
-                .value()
-                .chunks_exact(20)
-                .map(Address::from_slice)
-                .collect(),
-            None => Vec::new(),
-        };
-        if senders.len() != transactions.len() {
-            return Err(ChainError::Corrupt(format!(
-                "block {number}: {} transactions but {} senders",
-                transactions.len(),
-                senders.len()
-            )));
+        let table = tx.open_table(TXS)?;
+        let (lo, hi) = block_positions(number);
+        let mut transactions = Vec::new();
+        let mut senders = Vec::new();
+        for row in table.range(&lo[..]..=&hi[..])? {
+            let (_, v) = row?;
+            let (sender, t) = decode_tx(number, v.value())?;
+            transactions.push(t);
+            senders.push(sender);
         }
         Ok(Some(BlockRecord {
             hash: header.hash_slow(),
@@ -264,13 +306,48 @@ impl ChainReader<'_> {
         }))
     }
 
-    pub(crate) fn receipts(&self, number: u64) -> Result<Vec<ReceiptEnvelope>, ChainError> {
+    /// One transaction of a block with its sender.
+    pub(crate) fn tx_at(
+        &self,
+        number: u64,
+        index: u64,
+    ) -> Result<Option<(Address, TxEnvelope)>, ChainError> {
         let tx = self.db.database().begin_read()?;
-        match tx.open_table(RECEIPTS)?.get(number)? {
-            Some(v) => Vec::<ReceiptEnvelope>::decode(&mut v.value())
-                .map_err(|e| ChainError::Corrupt(format!("receipts of block {number}: {e}"))),
-            None => Ok(Vec::new()),
+        let Ok(index) = usize::try_from(index) else {
+            return Ok(None);
+        };
+        tx.open_table(TXS)?
+            .get(&position(number, index)[..])?
+            .map(|v| decode_tx(number, v.value()))
+            .transpose()
+    }
+
+    pub(crate) fn receipts(&self, number: u64) -> Result<Vec<StoredReceipt>, ChainError> {
+        let tx = self.db.database().begin_read()?;
+        let table = tx.open_table(RECEIPTS)?;
+        let (lo, hi) = block_positions(number);
+        let mut out = Vec::new();
+        for row in table.range(&lo[..]..=&hi[..])? {
+            let (_, v) = row?;
+            out.push(decode_receipt(number, v.value())?);
         }
+        Ok(out)
+    }
+
+    /// One receipt of a block.
+    pub(crate) fn receipt_at(
+        &self,
+        number: u64,
+        index: u64,
+    ) -> Result<Option<StoredReceipt>, ChainError> {
+        let tx = self.db.database().begin_read()?;
+        let Ok(index) = usize::try_from(index) else {
+            return Ok(None);
+        };
+        tx.open_table(RECEIPTS)?
+            .get(&position(number, index)[..])?
+            .map(|v| decode_receipt(number, v.value()))
+            .transpose()
     }
 
     pub(crate) fn tx_location(&self, hash: B256) -> Result<Option<(u64, u64)>, ChainError> {
