@@ -8,6 +8,7 @@
 //! dev chain is `propose` followed by `finalize`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use alloy_consensus::{Header, Transaction, TxEnvelope, transaction::SignerRecoverable};
@@ -90,6 +91,15 @@ pub struct Node {
     produce: Mutex<()>,
     blocks: broadcast::Sender<Arc<NewBlock>>,
     arrived: Notify,
+    /// Fixed at genesis.
+    chain_id: u64,
+    /// Base fee of the block after the head, updated by `finalize`.
+    next_base_fee: AtomicU64,
+}
+
+fn next_base_fee_after(head: &Header) -> u64 {
+    head.next_block_base_fee(BaseFeeParams::ethereum())
+        .unwrap_or(alloy_eips::eip1559::INITIAL_BASE_FEE)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,8 +128,12 @@ impl Node {
             }
         }
         let (blocks, _) = broadcast::channel(256);
+        let chain_id = db.chain_id()?;
+        let next_base_fee = AtomicU64::new(next_base_fee_after(&db.latest_header()?));
         Ok(Self {
             pool: Mutex::new(Pool::new(config.pool.clone())),
+            chain_id,
+            next_base_fee,
             db,
             config,
             produce: Mutex::new(()),
@@ -140,7 +154,7 @@ impl Node {
 
     /// Chain id.
     pub fn chain_id(&self) -> Result<u64, ChainError> {
-        Ok(self.db.chain_id()?)
+        Ok(self.chain_id)
     }
 
     /// The last finalized block.
@@ -158,10 +172,7 @@ impl Node {
 
     /// Base fee the next block will have.
     pub fn next_base_fee(&self) -> Result<u64, ChainError> {
-        let head = self.head_header()?;
-        Ok(head
-            .next_block_base_fee(BaseFeeParams::ethereum())
-            .unwrap_or(alloy_eips::eip1559::INITIAL_BASE_FEE))
+        Ok(self.next_base_fee.load(Ordering::Acquire))
     }
 
     /// Subscribes to finalized blocks.
@@ -275,11 +286,7 @@ impl Node {
             });
         }
         let sender = tx.signer();
-        // Read the sender's state under the pool lock: `finalize` commits and
-        // updates the pool under the same lock, so the nonce read here and
-        // the pool's view of that sender always agree.
-        let mut pool = lock(&self.pool);
-        let account = self.db.account(sender)?.unwrap_or_default_account();
+        let (mut pool, account) = self.pool_with_account(sender)?;
         if account.code_hash != alloy_primitives::KECCAK256_EMPTY {
             return Err(PoolError::SenderNotEoa(sender));
         }
@@ -297,6 +304,28 @@ impl Node {
         drop(pool);
         self.arrived.notify_one();
         Ok(hash)
+    }
+
+    /// The pool, locked, and `sender`'s account as the pool must see it.
+    ///
+    /// The account is read without the lock (block commits do not hold it),
+    /// then checked against the pool's generation, which `finalize` bumps when
+    /// it tells the pool about a committed block: if a block was applied to
+    /// the pool in between, the read is repeated under the lock. So the pool
+    /// is never handed a nonce older than the last block it has seen (which
+    /// would strand the sender's transactions behind a nonce already used).
+    fn pool_with_account(
+        &self,
+        sender: Address,
+    ) -> Result<(MutexGuard<'_, Pool>, Account), lattice_evm::StateError> {
+        let seen = lock(&self.pool).generation();
+        let account = self.db.account(sender)?.unwrap_or_default_account();
+        let pool = lock(&self.pool);
+        if pool.generation() == seen {
+            return Ok((pool, account));
+        }
+        let account = self.db.account(sender)?.unwrap_or_default_account();
+        Ok((pool, account))
     }
 
     /// Whether the pool holds a transaction executable now.
@@ -439,8 +468,8 @@ impl Node {
     /// only after this returns.
     pub fn finalize(&self, block: ExecutedBlock) -> Result<Head, ChainError> {
         let _guard = lock(&self.produce);
-        // Commit and pool update under the pool lock (see `admit`).
-        let mut pool = lock(&self.pool);
+        // The pool stays open to submissions while the block is written;
+        // `pool_with_account` keeps their nonce reads consistent.
         let head = self
             .db
             .commit_with(&block, |tx| store::write_executed(tx, &block))?;
@@ -449,8 +478,9 @@ impl Node {
             let n = next.entry(*sender).or_default();
             *n = (*n).max(tx.nonce() + 1);
         }
-        pool.on_committed(next);
-        drop(pool);
+        self.next_base_fee
+            .store(next_base_fee_after(&block.header), Ordering::Release);
+        lock(&self.pool).on_committed(next);
         let logs = block_logs(
             &block.header,
             block.hash,
@@ -614,11 +644,8 @@ impl Node {
     /// The nonce a new transaction from `address` should use, counting
     /// pooled ones.
     pub fn pending_nonce(&self, address: Address) -> Result<u64, ChainError> {
-        // Under the pool lock, so a block committing meanwhile cannot pair
-        // an old state nonce with an already-updated pool.
-        let pool = lock(&self.pool);
-        let state = self.account(address)?.nonce;
-        Ok(pool.pending_nonce(address, state))
+        let (pool, account) = self.pool_with_account(address)?;
+        Ok(pool.pending_nonce(address, account.nonce))
     }
 
     /// Code at an address.

@@ -111,6 +111,8 @@ pub struct Pool {
     config: PoolConfig,
     senders: HashMap<Address, SenderTxs>,
     by_hash: HashMap<B256, (Address, u64)>,
+    /// Blocks applied so far ([`Pool::on_committed`] calls).
+    generation: u64,
 }
 
 /// What [`Pool::insert`] did.
@@ -132,12 +134,19 @@ impl Pool {
             config,
             senders: HashMap::new(),
             by_hash: HashMap::new(),
+            generation: 0,
         }
     }
 
     /// The policy in force.
     pub fn config(&self) -> &PoolConfig {
         &self.config
+    }
+
+    /// How many committed blocks the pool has been told about; a caller that
+    /// read state before a change of generation must read it again.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Number of pooled transactions.
@@ -330,6 +339,7 @@ impl Pool {
     /// After a block: each listed sender's committed next nonce. Drops every
     /// transaction below it (included, or replaced by an included one).
     pub fn on_committed(&mut self, next_nonces: impl IntoIterator<Item = (Address, u64)>) {
+        self.generation += 1;
         for (sender, next) in next_nonces {
             let Some(s) = self.senders.get_mut(&sender) else {
                 continue;

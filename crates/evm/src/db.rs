@@ -1,7 +1,10 @@
 //! The redb state database: tables, readers, the read snapshot revm executes
 //! against, and the one-transaction block commit.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use alloy_consensus::Header;
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
@@ -166,6 +169,44 @@ pub(crate) fn hash_slot(slot: U256) -> B256 {
 #[derive(Debug)]
 pub struct StateDb {
     db: Database,
+    slots: Arc<Mutex<SlotCache>>,
+}
+
+/// Storage slots of the head state kept in memory: contract reads (an
+/// `eth_call` of a paging view reads thousands of slots) hit a hash map
+/// instead of the B-tree. Entries are valid for `head` only; a commit writes
+/// the new values through and moves `head`, and a reader whose snapshot is
+/// of another block never touches it.
+#[derive(Debug, Default)]
+struct SlotCache {
+    head: Option<u64>,
+    values: HashMap<[u8; 64], U256>,
+}
+
+/// Most slots cached before the cache starts over (≈ 100 bytes each).
+const SLOT_CACHE_MAX: usize = 1 << 20;
+
+impl SlotCache {
+    fn get(&self, head: u64, key: &[u8; 64]) -> Option<U256> {
+        if self.head != Some(head) {
+            return None;
+        }
+        self.values.get(key).copied()
+    }
+
+    fn fill(&mut self, head: u64, key: [u8; 64], value: U256) {
+        if self.head != Some(head) {
+            return;
+        }
+        if self.values.len() >= SLOT_CACHE_MAX {
+            self.values.clear();
+        }
+        self.values.insert(key, value);
+    }
+}
+
+fn lock_slots(m: &Mutex<SlotCache>) -> std::sync::MutexGuard<'_, SlotCache> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl StateDb {
@@ -182,7 +223,13 @@ impl StateDb {
         tx.open_table(ACCOUNT_HISTORY)?;
         tx.open_table(STORAGE_HISTORY)?;
         tx.commit()?;
-        Ok(Self { db })
+        let this = Self {
+            db,
+            slots: Arc::default(),
+        };
+        let head = this.latest()?.map(|h| h.number);
+        lock_slots(&this.slots).head = head;
+        Ok(this)
     }
 
     /// The last committed block, `None` before genesis.
@@ -308,6 +355,8 @@ impl StateDb {
             account_history: tx.open_table(ACCOUNT_HISTORY)?,
             storage_history: tx.open_table(STORAGE_HISTORY)?,
             at: None,
+            slots: Arc::clone(&self.slots),
+            hashed: RefCell::default(),
             head,
         })
     }
@@ -491,6 +540,25 @@ impl StateDb {
         }
         extra(&tx)?;
         tx.commit()?;
+        let mut cache = lock_slots(&self.slots);
+        if diff
+            .accounts
+            .iter()
+            .any(|c| c.storage_wiped || c.account.is_none())
+        {
+            // Rare (creations, deletions): start over rather than hunt keys.
+            cache.values.clear();
+        }
+        for change in &diff.accounts {
+            for (slot, value) in &change.storage {
+                let key = storage_key(change.hashed_address, *slot);
+                if cache.values.contains_key(&key) {
+                    cache.values.insert(key, *value);
+                }
+            }
+        }
+        cache.head = Some(header.number);
+        drop(cache);
         Ok(head)
     }
 }
@@ -509,6 +577,10 @@ pub(crate) struct StateSnapshot {
     /// `Some(n)`: read the state after block `n` (before the head) by
     /// taking, per key, the value the first later block overwrote.
     at: Option<u64>,
+    /// The head's slot cache (used only when `at` is `None`).
+    slots: Arc<Mutex<SlotCache>>,
+    /// keccak(address) of addresses already seen by this snapshot.
+    hashed: RefCell<HashMap<Address, B256>>,
     pub(crate) head: Option<Head>,
 }
 
@@ -535,6 +607,28 @@ impl StateSnapshot {
     }
 
     pub(crate) fn storage(
+        &self,
+        hashed_address: B256,
+        hashed_slot: B256,
+    ) -> Result<U256, StateError> {
+        let key = storage_key(hashed_address, hashed_slot);
+        let cached_head = match (self.at, self.head) {
+            (None, Some(h)) => Some(h.number),
+            _ => None,
+        };
+        if let Some(h) = cached_head
+            && let Some(v) = lock_slots(&self.slots).get(h, &key)
+        {
+            return Ok(v);
+        }
+        let value = self.storage_uncached(hashed_address, hashed_slot)?;
+        if let Some(h) = cached_head {
+            lock_slots(&self.slots).fill(h, key, value);
+        }
+        Ok(value)
+    }
+
+    fn storage_uncached(
         &self,
         hashed_address: B256,
         hashed_slot: B256,
@@ -628,7 +722,12 @@ impl DatabaseRef for StateSnapshot {
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, StateError> {
-        self.storage(keccak256(address), hash_slot(index))
+        let hashed = *self
+            .hashed
+            .borrow_mut()
+            .entry(address)
+            .or_insert_with(|| keccak256(address));
+        self.storage(hashed, hash_slot(index))
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, StateError> {
