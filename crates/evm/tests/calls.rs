@@ -4,40 +4,15 @@
 mod common;
 
 use alloy_primitives::{Address, Bytes, U256, address};
-use alloy_sol_types::{SolCall, SolConstructor};
+use alloy_sol_types::SolCall;
 use common::*;
-use lattice_contracts::{IPFSIncentives, ModelRegistry, model_id};
+use lattice_contracts::{ModelRegistry, model_id};
 use lattice_evm::{
-    AccountOverride, CallError, CallOutcome, CallRequest, DEV_ACCOUNTS, Genesis,
-    IPFS_INCENTIVES_ADDRESS, LatticePrecompiles, MODEL_REGISTRY_ADDRESS, StateDb, StateOverrides,
-    call, call_at, estimate_gas,
+    AccountOverride, CallError, CallOutcome, CallRequest, DEV_ACCOUNTS, LatticePrecompiles,
+    MODEL_REGISTRY_ADDRESS, StateDb, StateOverrides, call, call_at, estimate_gas,
 };
 
 const CAP: u64 = 50_000_000;
-
-fn system_genesis() -> Genesis {
-    let admin = DEV_ACCOUNTS[0].address;
-    let mut registry = ModelRegistry::BYTECODE.to_vec();
-    registry.extend(
-        ModelRegistry::constructorCall {
-            admin,
-            pinningPool_: IPFS_INCENTIVES_ADDRESS,
-            treasury_: admin,
-        }
-        .abi_encode(),
-    );
-    let mut incentives = IPFSIncentives::BYTECODE.to_vec();
-    incentives.extend(
-        IPFSIncentives::constructorCall {
-            admin,
-            publisher: admin,
-        }
-        .abi_encode(),
-    );
-    Genesis::dev(CHAIN_ID)
-        .with_deployment(MODEL_REGISTRY_ADDRESS, registry.into())
-        .with_deployment(IPFS_INCENTIVES_ADDRESS, incentives.into())
-}
 
 fn register(root: &[u8]) -> Bytes {
     ModelRegistry::registerModelCall {

@@ -5,34 +5,10 @@
 mod common;
 
 use alloy_primitives::{Bytes, U256};
-use alloy_sol_types::{SolCall, SolConstructor, SolEvent};
+use alloy_sol_types::{SolCall, SolEvent};
 use common::*;
 use lattice_contracts::{IPFSIncentives, ModelRegistry, model_id};
-use lattice_evm::{DEV_ACCOUNTS, Genesis, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS};
-
-fn system_genesis() -> Genesis {
-    let admin = DEV_ACCOUNTS[0].address;
-    let mut registry = ModelRegistry::BYTECODE.to_vec();
-    registry.extend(
-        ModelRegistry::constructorCall {
-            admin,
-            pinningPool_: IPFS_INCENTIVES_ADDRESS,
-            treasury_: admin,
-        }
-        .abi_encode(),
-    );
-    let mut incentives = IPFSIncentives::BYTECODE.to_vec();
-    incentives.extend(
-        IPFSIncentives::constructorCall {
-            admin,
-            publisher: admin,
-        }
-        .abi_encode(),
-    );
-    Genesis::dev(CHAIN_ID)
-        .with_deployment(MODEL_REGISTRY_ADDRESS, registry.into())
-        .with_deployment(IPFS_INCENTIVES_ADDRESS, incentives.into())
-}
+use lattice_evm::{DEV_ACCOUNTS, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS};
 
 #[test]
 fn system_contracts_are_deployed_at_genesis_and_callable() {

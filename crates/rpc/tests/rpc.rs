@@ -8,15 +8,13 @@ use std::time::Duration;
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy_eips::eip2718::Encodable2718;
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256, address, hex, keccak256};
-use alloy_sol_types::{SolCall, SolConstructor, SolEvent, SolValue};
+use alloy_sol_types::{SolCall, SolEvent, SolValue};
 use jsonrpsee::core::client::{Subscription, SubscriptionClientT};
 use jsonrpsee::rpc_params;
 use jsonrpsee::ws_client::WsClientBuilder;
 use lattice_chain::{Node, NodeConfig, dev::seal_block};
 use lattice_contracts::{ModelRegistry, model_id};
-use lattice_evm::{
-    DEV_ACCOUNTS, Genesis, GenesisAlloc, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS,
-};
+use lattice_evm::{DEV_ACCOUNTS, Genesis, GenesisAlloc, MODEL_REGISTRY_ADDRESS};
 use lattice_rpc::{RpcConfig, RpcServer};
 use serde_json::{Value, json};
 
@@ -40,17 +38,7 @@ fn boom_revert_data() -> Vec<u8> {
 }
 
 fn genesis() -> Genesis {
-    let admin = DEV_ACCOUNTS[0].address;
-    let mut registry = ModelRegistry::BYTECODE.to_vec();
-    registry.extend(
-        ModelRegistry::constructorCall {
-            admin,
-            pinningPool_: IPFS_INCENTIVES_ADDRESS,
-            treasury_: admin,
-        }
-        .abi_encode(),
-    );
-    let mut g = Genesis::dev(CHAIN_ID).with_deployment(MODEL_REGISTRY_ADDRESS, registry.into());
+    let mut g = lattice_chain::dev_genesis(CHAIN_ID, 30_000_000);
     g.alloc.insert(
         REVERTER,
         GenesisAlloc {

@@ -89,3 +89,32 @@ pub fn deployer(runtime: &[u8]) -> Bytes {
 
 /// Runtime: slot 0 += 1.
 pub const COUNTER: [u8; 10] = [0x60, 0x00, 0x54, 0x60, 0x01, 0x01, 0x60, 0x00, 0x55, 0x00];
+
+/// A dev genesis with the real `ModelRegistry` and `IPFSIncentives` at their
+/// fixed addresses, administered by dev account 0.
+pub fn system_genesis() -> Genesis {
+    use alloy_sol_types::SolConstructor;
+    use lattice_contracts::{IPFSIncentives, ModelRegistry};
+    use lattice_evm::{DEV_ACCOUNTS, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS};
+    let admin = DEV_ACCOUNTS[0].address;
+    let mut registry = ModelRegistry::BYTECODE.to_vec();
+    registry.extend(
+        ModelRegistry::constructorCall {
+            admin,
+            pinningPool_: IPFS_INCENTIVES_ADDRESS,
+            treasury_: admin,
+        }
+        .abi_encode(),
+    );
+    let mut incentives = IPFSIncentives::BYTECODE.to_vec();
+    incentives.extend(
+        IPFSIncentives::constructorCall {
+            admin,
+            publisher: admin,
+        }
+        .abi_encode(),
+    );
+    Genesis::dev(CHAIN_ID)
+        .with_deployment(MODEL_REGISTRY_ADDRESS, registry.into())
+        .with_deployment(IPFS_INCENTIVES_ADDRESS, incentives.into())
+}
