@@ -170,6 +170,7 @@ pub(crate) fn hash_slot(slot: U256) -> B256 {
 pub struct StateDb {
     db: Database,
     slots: Arc<Mutex<SlotCache>>,
+    codes: CodeCache,
 }
 
 /// Storage slots of the head state kept in memory: contract reads (an
@@ -180,29 +181,50 @@ pub struct StateDb {
 #[derive(Debug, Default)]
 struct SlotCache {
     head: Option<u64>,
-    values: HashMap<[u8; 64], U256>,
+    /// Keyed by the EVM's own (address, slot), so a hit costs no keccak.
+    values: HashMap<(Address, U256), U256>,
+    /// The table key of each cached slot, for writing commits through.
+    by_key: HashMap<[u8; 64], (Address, U256)>,
 }
 
-/// Most slots cached before the cache starts over (≈ 100 bytes each).
+/// Most slots cached before the cache starts over (≈ 200 bytes each).
 const SLOT_CACHE_MAX: usize = 1 << 20;
 
 impl SlotCache {
-    fn get(&self, head: u64, key: &[u8; 64]) -> Option<U256> {
+    fn get(&self, head: u64, address: Address, slot: U256) -> Option<U256> {
         if self.head != Some(head) {
             return None;
         }
-        self.values.get(key).copied()
+        self.values.get(&(address, slot)).copied()
     }
 
-    fn fill(&mut self, head: u64, key: [u8; 64], value: U256) {
+    fn fill(&mut self, head: u64, address: Address, slot: U256, key: [u8; 64], value: U256) {
         if self.head != Some(head) {
             return;
         }
         if self.values.len() >= SLOT_CACHE_MAX {
-            self.values.clear();
+            self.clear();
         }
-        self.values.insert(key, value);
+        self.values.insert((address, slot), value);
+        self.by_key.insert(key, (address, slot));
     }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.by_key.clear();
+    }
+}
+
+/// Analysed contracts kept by code hash.
+type CodeCache = Arc<Mutex<HashMap<B256, Bytecode>>>;
+
+/// Most analysed contracts kept before the code cache starts over.
+const CODE_CACHE_MAX: usize = 4096;
+
+fn lock_codes(
+    m: &Mutex<HashMap<B256, Bytecode>>,
+) -> std::sync::MutexGuard<'_, HashMap<B256, Bytecode>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock_slots(m: &Mutex<SlotCache>) -> std::sync::MutexGuard<'_, SlotCache> {
@@ -226,6 +248,7 @@ impl StateDb {
         let this = Self {
             db,
             slots: Arc::default(),
+            codes: Arc::default(),
         };
         let head = this.latest()?.map(|h| h.number);
         lock_slots(&this.slots).head = head;
@@ -356,6 +379,7 @@ impl StateDb {
             storage_history: tx.open_table(STORAGE_HISTORY)?,
             at: None,
             slots: Arc::clone(&self.slots),
+            codes: Arc::clone(&self.codes),
             hashed: RefCell::default(),
             head,
         })
@@ -547,13 +571,13 @@ impl StateDb {
             .any(|c| c.storage_wiped || c.account.is_none())
         {
             // Rare (creations, deletions): start over rather than hunt keys.
-            cache.values.clear();
+            cache.clear();
         }
         for change in &diff.accounts {
             for (slot, value) in &change.storage {
                 let key = storage_key(change.hashed_address, *slot);
-                if cache.values.contains_key(&key) {
-                    cache.values.insert(key, *value);
+                if let Some(raw) = cache.by_key.get(&key).copied() {
+                    cache.values.insert(raw, *value);
                 }
             }
         }
@@ -579,6 +603,8 @@ pub(crate) struct StateSnapshot {
     at: Option<u64>,
     /// The head's slot cache (used only when `at` is `None`).
     slots: Arc<Mutex<SlotCache>>,
+    /// Analysed code shared by every snapshot of this database.
+    codes: CodeCache,
     /// keccak(address) of addresses already seen by this snapshot.
     hashed: RefCell<HashMap<Address, B256>>,
     pub(crate) head: Option<Head>,
@@ -611,21 +637,7 @@ impl StateSnapshot {
         hashed_address: B256,
         hashed_slot: B256,
     ) -> Result<U256, StateError> {
-        let key = storage_key(hashed_address, hashed_slot);
-        let cached_head = match (self.at, self.head) {
-            (None, Some(h)) => Some(h.number),
-            _ => None,
-        };
-        if let Some(h) = cached_head
-            && let Some(v) = lock_slots(&self.slots).get(h, &key)
-        {
-            return Ok(v);
-        }
-        let value = self.storage_uncached(hashed_address, hashed_slot)?;
-        if let Some(h) = cached_head {
-            lock_slots(&self.slots).fill(h, key, value);
-        }
-        Ok(value)
+        self.storage_uncached(hashed_address, hashed_slot)
     }
 
     fn storage_uncached(
@@ -713,21 +725,47 @@ impl DatabaseRef for StateSnapshot {
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, StateError> {
-        match self.code(code_hash)? {
-            Some(bytes) if bytes.is_empty() => Ok(Bytecode::default()),
-            Some(bytes) => Bytecode::new_raw_checked(bytes)
-                .map_err(|e| StateError::Corrupt(format!("code {code_hash}: {e}"))),
-            None => Err(StateError::Corrupt(format!("missing code {code_hash}"))),
+        // Code never changes under its hash: analyse it (jump table) once.
+        if let Some(code) = lock_codes(&self.codes).get(&code_hash) {
+            return Ok(code.clone());
         }
+        let code = match self.code(code_hash)? {
+            Some(bytes) if bytes.is_empty() => Bytecode::default(),
+            Some(bytes) => Bytecode::new_raw_checked(bytes)
+                .map_err(|e| StateError::Corrupt(format!("code {code_hash}: {e}")))?,
+            None => return Err(StateError::Corrupt(format!("missing code {code_hash}"))),
+        };
+        let mut codes = lock_codes(&self.codes);
+        if codes.len() >= CODE_CACHE_MAX {
+            codes.clear();
+        }
+        codes.insert(code_hash, code.clone());
+        Ok(code)
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, StateError> {
+        // The head's slots come from the shared cache when present.
+        let cached_head = match (self.at, self.head) {
+            (None, Some(h)) => Some(h.number),
+            _ => None,
+        };
+        if let Some(h) = cached_head
+            && let Some(v) = lock_slots(&self.slots).get(h, address, index)
+        {
+            return Ok(v);
+        }
         let hashed = *self
             .hashed
             .borrow_mut()
             .entry(address)
             .or_insert_with(|| keccak256(address));
-        self.storage(hashed, hash_slot(index))
+        let hashed_slot = hash_slot(index);
+        let value = self.storage(hashed, hashed_slot)?;
+        if let Some(h) = cached_head {
+            let key = storage_key(hashed, hashed_slot);
+            lock_slots(&self.slots).fill(h, address, index, key, value);
+        }
+        Ok(value)
     }
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, StateError> {
