@@ -203,7 +203,44 @@ fn kill_9_loses_no_block_reported_included_and_restart_continues() {
                 }
             }
         }
-        // SIGKILL (Child::kill) a random moment later, mid-production.
+        // Make sure this round has receipts to lose: wait (a loaded CI
+        // machine may not have sealed yet) until some sent tx is included.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen_this_round = false;
+        while !seen_this_round {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: nothing was ever included"
+            );
+            sent.retain(|tx| {
+                let r = rpc(&node.url, "eth_getTransactionReceipt", json!([tx]));
+                if r.is_null() {
+                    return true;
+                }
+                included.push((
+                    tx.clone(),
+                    r["blockHash"].as_str().expect("hash").to_string(),
+                    quantity(&r["blockNumber"]),
+                ));
+                seen_this_round = true;
+                false
+            });
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // More transactions in flight, then SIGKILL (Child::kill) a random
+        // moment later, mid-production.
+        for account in &DEV_ACCOUNTS[..nonces.len()] {
+            let n = quantity(&rpc(
+                &node.url,
+                "eth_getTransactionCount",
+                json!([account.address, "pending"]),
+            ));
+            rpc(
+                &node.url,
+                "eth_sendRawTransaction",
+                json!([transfer(account.private_key, n, chain_id)]),
+            );
+        }
         std::thread::sleep(Duration::from_millis(rng % 150));
         drop(node);
         // Reopen the files directly: state root matches the recomputed one.
