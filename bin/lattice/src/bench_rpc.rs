@@ -629,15 +629,19 @@ pub(crate) fn rpc(ctx: &Ctx, args: RpcArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rpc_bench(ctx: &Ctx, args: &RpcArgs) -> anyhow::Result<RpcReport> {
-    let rpc = Rpc::new(&args.rpc, args.concurrency)?;
-    let timeout = Duration::from_secs(args.timeout_s);
-    let client_version = rpc
-        .call("web3_clientVersion", json!([]))
+/// The node's `web3_clientVersion`, empty if it has none.
+async fn client_version(rpc: &Rpc) -> String {
+    rpc.call("web3_clientVersion", json!([]))
         .await
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+async fn rpc_bench(ctx: &Ctx, args: &RpcArgs) -> anyhow::Result<RpcReport> {
+    let rpc = Rpc::new(&args.rpc, args.concurrency)?;
+    let timeout = Duration::from_secs(args.timeout_s);
+    let client_version = client_version(&rpc).await;
     let fees = fees(&rpc, args.tip_gwei).await?;
 
     let keys: Vec<B256> = (0..args.senders)
@@ -1122,12 +1126,7 @@ async fn fill_registry(
 async fn registry_bench(ctx: &Ctx, args: &RegistryArgs) -> anyhow::Result<RegistryReport> {
     let rpc = Rpc::new(&args.rpc, args.registrants)?;
     let timeout = Duration::from_secs(args.timeout_s);
-    let client_version = rpc
-        .call("web3_clientVersion", json!([]))
-        .await
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let client_version = client_version(&rpc).await;
     let fees = fees(&rpc, args.tip_gwei).await?;
     let registry = if args.deploy {
         deploy_registry(&rpc, &fees, timeout).await?
