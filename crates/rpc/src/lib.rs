@@ -11,11 +11,11 @@
 //! **Never** writes chain state itself (transactions go through
 //! [`lattice_chain::Node::submit_raw`], blocks are produced elsewhere), never
 //! holds keys or signs (`eth_accounts` is empty, `eth_sendTransaction` does
-//! not exist), and never answers a state query for a block whose state the
-//! node no longer has: the node keeps the latest state only, so
-//! `eth_getBalance` & co. at an older block fail with a clear error instead of
-//! returning today's value. Blocks, transactions, receipts and logs are served
-//! for every height.
+//! not exist), and never answers a state query from the wrong block: a block
+//! number or hash reads the state after that block (the node keeps every
+//! block's overwritten values), `latest`/`pending`/`safe`/`finalized` read the
+//! head, and a block past the head is "header not found". Blocks,
+//! transactions, receipts and logs are served for every height.
 //!
 //! # Layout
 //! - `server`: [`start`], [`RpcServer`], the method table;
