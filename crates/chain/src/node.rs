@@ -371,7 +371,18 @@ impl Node {
         if !block.rejected.is_empty() {
             let mut pool = lock(&self.pool);
             for r in &block.rejected {
-                if !matches!(r.reason, TxRejection::BlockGasExhausted { .. }) {
+                // What failed for its own sake leaves the pool (as geth drops
+                // a transaction its sender can no longer afford); what only
+                // waits on something else stays: the sender's later nonces
+                // (queued behind the gap), a fee cap under this base fee, a
+                // transaction that did not fit this block.
+                let waits = matches!(
+                    r.reason,
+                    TxRejection::BlockGasExhausted { .. }
+                        | TxRejection::NonceTooHigh { .. }
+                        | TxRejection::FeeCapBelowBaseFee { .. }
+                );
+                if !waits {
                     tracing::debug!(hash = %r.hash, reason = %r.reason, "dropping invalid transaction");
                     pool.remove(&r.hash);
                 }

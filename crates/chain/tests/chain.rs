@@ -650,3 +650,43 @@ fn submissions_racing_block_production_are_all_included_in_nonce_order() {
         assert_eq!(node.account(a.address).expect("acct").nonce, 300);
     }
 }
+
+#[test]
+fn an_unaffordable_transaction_leaves_the_pool_and_its_successors_wait_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = open(dir.path(), NodeConfig::dev());
+    let poor_key = B256::repeat_byte(0x31);
+    let poor = alloy_signer_local::PrivateKeySigner::from_bytes(&poor_key)
+        .expect("key")
+        .address();
+    // Funded for 1.1 transfers' upfront cost (gas × fee cap + value).
+    let upfront = U256::from(21_000u64 * 10 * GWEI as u64 + 1_000);
+    let fund = Tx {
+        to: TxKind::Call(poor),
+        value: upfront * U256::from(11u64) / U256::from(10u64),
+        ..Tx::transfer(key(1), 0)
+    };
+    node.submit_raw(&fund.raw()).expect("fund");
+    dev::seal_block(&node).expect("seal");
+    // Each is affordable alone, so the pool takes all three.
+    let hashes: Vec<B256> = (0..3)
+        .map(|n| {
+            node.submit_raw(&Tx::transfer(poor_key, n).raw())
+                .expect("admitted")
+        })
+        .collect();
+    let (_, included) = dev::seal_block(&node).expect("seal");
+    assert_eq!(included, 1, "only the first is affordable");
+    assert!(node.receipt(hashes[0]).expect("read").is_some());
+    assert!(node.transaction(hashes[1]).expect("read").is_none());
+    assert!(
+        node.pending_transaction(hashes[1]).is_none(),
+        "the unaffordable one left the pool"
+    );
+    assert!(
+        node.pending_transaction(hashes[2]).is_some(),
+        "its successor waits, queued behind the gap"
+    );
+    let s = node.pool_status();
+    assert_eq!((s.pending, s.queued), (0, 1));
+}
