@@ -18,7 +18,6 @@ use lattice_evm::{
     Account, BlockParams, CallError, CallOutcome, CallRequest, ExecutedBlock, Genesis, Head,
     LatticePrecompiles, StateDb, StateOverrides, TxRejection,
 };
-use rayon::prelude::*;
 use tokio::sync::{Notify, broadcast};
 
 use crate::{
@@ -198,27 +197,6 @@ impl Node {
         self.admit(alloy_consensus::transaction::Recovered::new_unchecked(
             tx, sender,
         ))
-    }
-
-    /// [`Node::submit_raw`] for many transactions, signatures recovered on
-    /// every core; one result per input, in order.
-    pub fn submit_raw_many(&self, raws: &[Bytes]) -> Vec<Result<B256, PoolError>> {
-        let checked: Vec<Result<_, PoolError>> = raws
-            .par_iter()
-            .map(|raw| {
-                let tx = self.check_stateless(raw)?;
-                let sender = tx
-                    .recover_signer()
-                    .map_err(|_| PoolError::InvalidSignature)?;
-                Ok(alloy_consensus::transaction::Recovered::new_unchecked(
-                    tx, sender,
-                ))
-            })
-            .collect();
-        checked
-            .into_iter()
-            .map(|r| r.and_then(|tx| self.admit(tx)))
-            .collect()
     }
 
     fn check_stateless(&self, raw: &[u8]) -> Result<TxEnvelope, PoolError> {
@@ -522,11 +500,8 @@ impl Node {
 
     /// A block by hash.
     pub fn block_by_hash(&self, hash: B256) -> Result<Option<BlockRecord>, ChainError> {
-        match self.reader().number_of(hash)? {
+        match self.block_number_of(hash)? {
             Some(n) => self.reader().block(n),
-            None if self.db.header(0)?.is_some_and(|h| h.hash_slow() == hash) => {
-                self.reader().block(0)
-            }
             None => Ok(None),
         }
     }
@@ -659,16 +634,6 @@ impl Node {
         Ok(pool.pending_nonce(address, account.nonce))
     }
 
-    /// Code at an address.
-    pub fn code(&self, address: Address) -> Result<Bytes, ChainError> {
-        Ok(self.db.code_at(address)?)
-    }
-
-    /// A storage slot.
-    pub fn storage(&self, address: Address, slot: U256) -> Result<U256, ChainError> {
-        Ok(self.db.storage(address, slot)?)
-    }
-
     /// An account after block `number` (empty fields if it did not exist).
     pub fn account_at(&self, address: Address, number: u64) -> Result<Account, ChainError> {
         Ok(self
@@ -720,36 +685,6 @@ impl Node {
         lattice_evm::estimate_gas_at(
             &self.db,
             number,
-            req,
-            overrides,
-            self.config.call_gas_cap,
-            &self.config.precompiles,
-        )
-    }
-
-    /// `eth_call` on the head.
-    pub fn call(
-        &self,
-        req: &CallRequest,
-        overrides: &StateOverrides,
-    ) -> Result<CallOutcome, CallError> {
-        lattice_evm::call(
-            &self.db,
-            req,
-            overrides,
-            self.config.call_gas_cap,
-            &self.config.precompiles,
-        )
-    }
-
-    /// `eth_estimateGas` on the head.
-    pub fn estimate_gas(
-        &self,
-        req: &CallRequest,
-        overrides: &StateOverrides,
-    ) -> Result<u64, CallError> {
-        lattice_evm::estimate_gas(
-            &self.db,
             req,
             overrides,
             self.config.call_gas_cap,

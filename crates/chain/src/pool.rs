@@ -366,14 +366,6 @@ impl Pool {
         }
         t
     }
-
-    /// Every pooled transaction of `sender`, by nonce.
-    pub fn by_sender(&self, sender: Address) -> Vec<&PooledTx> {
-        self.senders
-            .get(&sender)
-            .map(|s| s.txs.values().collect())
-            .unwrap_or_default()
-    }
 }
 
 /// Gas a transaction needs before executing anything: 21,000, calldata

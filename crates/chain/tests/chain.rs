@@ -456,7 +456,7 @@ fn a_second_node_verifies_and_finalizes_the_same_block_and_rejects_tampering() {
         ..Default::default()
     };
     for node in [&a, &b] {
-        match node.call(&req, &Default::default()).expect("call") {
+        match node.call_at(None, &req, &Default::default()).expect("call") {
             lattice_evm::CallOutcome::Success { output, .. } => {
                 assert_eq!(U256::from_be_slice(&output), U256::from(1u64))
             }
