@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use alloy_consensus::Header;
+use alloy_primitives::map::HashMap as FastMap;
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_rlp::Decodable;
 use alloy_trie::{EMPTY_ROOT_HASH, KECCAK_EMPTY, TrieAccount};
@@ -181,10 +182,11 @@ pub struct StateDb {
 #[derive(Debug, Default)]
 struct SlotCache {
     head: Option<u64>,
-    /// Keyed by the EVM's own (address, slot), so a hit costs no keccak.
-    values: HashMap<(Address, U256), U256>,
+    /// Keyed by the EVM's own (address, slot), so a hit costs no keccak
+    /// (foldhash: SipHash over the 52-byte key was a sixth of a paging view).
+    values: FastMap<(Address, U256), U256>,
     /// The table key of each cached slot, for writing commits through.
-    by_key: HashMap<[u8; 64], (Address, U256)>,
+    by_key: FastMap<[u8; 64], (Address, U256)>,
 }
 
 /// Most slots cached before the cache starts over (≈ 200 bytes each).
@@ -606,7 +608,7 @@ pub(crate) struct StateSnapshot {
     /// Analysed code shared by every snapshot of this database.
     codes: CodeCache,
     /// keccak(address) of addresses already seen by this snapshot.
-    hashed: RefCell<HashMap<Address, B256>>,
+    hashed: RefCell<FastMap<Address, B256>>,
     pub(crate) head: Option<Head>,
 }
 

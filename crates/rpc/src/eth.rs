@@ -8,6 +8,7 @@ use alloy_rpc_types_eth::{
     TransactionReceipt, TransactionRequest, state::StateOverride,
 };
 use lattice_evm::{CallError, CallOutcome, CallRequest, StateOverrides};
+use serde_json::value::RawValue;
 
 use crate::{
     convert,
@@ -401,14 +402,24 @@ fn call_error(e: CallError) -> jsonrpsee::types::ErrorObjectOwned {
     }
 }
 
-pub(crate) fn call(ctx: &Ctx, args: Args) -> RpcResult<Bytes> {
+/// `bytes` as a JSON string `"0x…"`, written once: a paging view returns ~100 KB,
+/// and serializing that as a `String` made serde scan every hex digit for escapes.
+fn hex_json(bytes: &[u8]) -> RpcResult<Box<RawValue>> {
+    let mut s = String::with_capacity(bytes.len() * 2 + 4);
+    s.push_str("\"0x");
+    s.push_str(&alloy_primitives::hex::encode(bytes));
+    s.push('"');
+    RawValue::from_string(s).map_err(|e| server_error(e))
+}
+
+pub(crate) fn call(ctx: &Ctx, args: Args) -> RpcResult<Box<RawValue>> {
     let (req, block, overrides) = call_args(ctx, &args)?;
     match ctx
         .node
         .call_at(block, &req, &overrides)
         .map_err(call_error)?
     {
-        CallOutcome::Success { output, .. } => Ok(output),
+        CallOutcome::Success { output, .. } => hex_json(&output),
         CallOutcome::Revert { output, .. } => {
             let reason = lattice_evm::decode_revert_reason(&output);
             Err(reverted(reason.as_deref(), &output))
@@ -429,10 +440,7 @@ pub(crate) fn estimate_gas(ctx: &Ctx, args: Args) -> RpcResult<U64> {
 
 pub(crate) fn send_raw_transaction(ctx: &Ctx, args: Args) -> RpcResult<B256> {
     let raw: Bytes = args.req(0)?;
-    let hash = ctx
-        .node
-        .submit_raw(&raw)
-        .map_err(|e| server_error(e.to_string()))?;
+    let hash = ctx.node.submit_raw(&raw).map_err(|e| server_error(e))?;
     // No pending-transaction listener is fine.
     let _ = ctx.pending_txs.send(hash);
     Ok(hash)
