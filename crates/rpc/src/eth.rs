@@ -409,7 +409,7 @@ fn hex_json(bytes: &[u8]) -> RpcResult<Box<RawValue>> {
     s.push_str("\"0x");
     s.push_str(&alloy_primitives::hex::encode(bytes));
     s.push('"');
-    RawValue::from_string(s).map_err(|e| server_error(e))
+    RawValue::from_string(s).map_err(server_error)
 }
 
 pub(crate) fn call(ctx: &Ctx, args: Args) -> RpcResult<Box<RawValue>> {
@@ -440,7 +440,7 @@ pub(crate) fn estimate_gas(ctx: &Ctx, args: Args) -> RpcResult<U64> {
 
 pub(crate) fn send_raw_transaction(ctx: &Ctx, args: Args) -> RpcResult<B256> {
     let raw: Bytes = args.req(0)?;
-    let hash = ctx.node.submit_raw(&raw).map_err(|e| server_error(e))?;
+    let hash = ctx.node.submit_raw(&raw).map_err(server_error)?;
     // No pending-transaction listener is fine.
     let _ = ctx.pending_txs.send(hash);
     Ok(hash)
