@@ -19,9 +19,14 @@ use crate::Ctx;
 
 #[path = "bench_rpc.rs"]
 mod bench_rpc;
+#[path = "bench_runtime.rs"]
+mod bench_runtime;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// MiniLM embeddings (batch 1 and 32) on the candle and ONNX paths, SmolLM2 tokens/s;
+    /// JSON lines for bench/runtime/run.sh, which runs the Python peers beside it.
+    Runtime(bench_runtime::RuntimeArgs),
     /// Import a large file and read it back verified, next to sha256sum and the JS importer.
     Store {
         /// File size in MiB.
@@ -151,6 +156,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
         } => (size_mib, dir, runs, oracle),
         BenchCommand::Rpc(args) => return bench_rpc::rpc(ctx, args),
         BenchCommand::Registry(args) => return bench_rpc::registry(ctx, args),
+        BenchCommand::Runtime(args) => return bench_runtime::runtime(ctx, args),
     };
     let runs = runs.max(1);
     let dir = dir.unwrap_or_else(|| ctx.datadir.join("bench"));

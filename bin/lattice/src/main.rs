@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod ipfs;
+mod model;
 mod node;
 
 /// Lattice: an EVM chain node where AI models are first-class.
@@ -41,6 +42,9 @@ enum Command {
     /// A local dev chain with prefunded accounts and the system contracts
     /// (`lattice node --dev`).
     Devnet(node::NodeArgs),
+    /// Models: run one locally.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Benchmarks run side by side with their peers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
         Command::Ipfs(cmd) => ipfs::run(&ctx, cmd),
         Command::Node(args) => node::run(&ctx, args),
         Command::Devnet(args) => node::run(&ctx, args.devnet()),
+        Command::Model(cmd) => model::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
     };
     match result {

@@ -1,0 +1,209 @@
+//! `lattice model …`: running models locally (`model run`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use lattice_runtime::model::LoadOptions;
+use lattice_runtime::{GenerateParams, Input, Model, ModelSpec, Output, Task};
+
+use crate::Ctx;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelCommand {
+    /// Run a model locally on one input (or several `--input`s as one batch) and print the
+    /// result: an embedding, labels, generated text.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// A model folder (Hugging Face layout), a single `.gguf`/`.onnx` file, or the CID of a
+    /// folder in the local store (verified block by block as it is read out).
+    model: String,
+    /// Text to embed or classify, or the prompt to continue (repeat for a batch).
+    #[arg(long, required_unless_present = "file")]
+    input: Vec<String>,
+    /// A file to run on: an image for image models, UTF-8 text otherwise.
+    #[arg(long, conflicts_with = "input")]
+    file: Option<PathBuf>,
+    /// The task (embed, classify, generate, classify-image); default: what the model is for.
+    #[arg(long)]
+    task: Option<String>,
+    /// cpu, cuda, cuda:N or metal (default: the best one found).
+    #[arg(long)]
+    device: Option<String>,
+    /// candle or onnx (default: the one the weights need).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Deterministic mode: inputs run one at a time, deterministic kernels.
+    #[arg(long)]
+    deterministic: bool,
+    /// Labels to print for classifiers.
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Most new tokens (generation).
+    #[arg(long, default_value_t = 64)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 = greedy (generation).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Nucleus sampling threshold (generation).
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Top-k sampling (generation).
+    #[arg(long)]
+    top_k_sampling: Option<usize>,
+    /// Sampler seed (generation).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop when this string is generated (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Wrap the input in the model's chat template as one user message (generation).
+    #[arg(long)]
+    chat: bool,
+}
+
+pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelCommand::Run(args) => run_model(ctx, args),
+    }
+}
+
+/// A folder or file on disk for `model`: itself when it exists, else a store CID exported
+/// (verified) into `<datadir>/models/<cid>` once.
+pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
+    let path = Path::new(model);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    let Ok(cid) = model.parse::<cid::Cid>() else {
+        bail!("{model}: no such file or folder, and not a CID");
+    };
+    let dest = ctx.datadir.join("models").join(cid.to_string());
+    if dest.exists() {
+        return Ok(dest);
+    }
+    let store = ctx.open_store()?;
+    if !store.has(&cid)? {
+        bail!("{cid} is not in the local store ({})", ctx.store_dir().display());
+    }
+    let tmp = ctx.datadir.join("models").join(format!("{cid}.partial"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).or_else(|_| std::fs::remove_file(&tmp))?;
+    }
+    std::fs::create_dir_all(ctx.datadir.join("models"))?;
+    store
+        .get(&cid, &tmp)
+        .with_context(|| format!("exporting {cid} from the store"))?;
+    std::fs::rename(&tmp, &dest)?;
+    Ok(dest)
+}
+
+fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
+    let path = model_path(ctx, &a.model)?;
+    let task = a.task.as_deref().map(str::parse::<Task>).transpose()?;
+    let spec = ModelSpec::detect_with(&path, task)?;
+    let options = LoadOptions {
+        backend: a.backend.as_deref().map(str::parse).transpose()?,
+        device: a.device.as_deref().map(str::parse).transpose()?,
+        deterministic: a.deterministic,
+        top_k: a.top_k,
+    };
+    let spin = ctx.spinner(&format!("loading {}", path.display()));
+    let t = Instant::now();
+    let model = Model::load(spec, &options)?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    spin.finish_and_clear();
+
+    let params = GenerateParams {
+        max_tokens: a.max_tokens,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        top_k: a.top_k_sampling,
+        seed: a.seed,
+        stop: a.stop.clone(),
+    };
+    let texts: Vec<String> = match &a.file {
+        Some(f) if model.task() != Task::ClassifyImage => vec![
+            std::fs::read_to_string(f).with_context(|| format!("{}: not readable as UTF-8 text", f.display()))?,
+        ],
+        _ => a.input.clone(),
+    };
+    let inputs: Vec<Input> = match model.task() {
+        Task::ClassifyImage => {
+            let Some(f) = &a.file else {
+                bail!("this model classifies images: pass --file IMAGE");
+            };
+            vec![Input::Image {
+                bytes: std::fs::read(f).with_context(|| f.display().to_string())?,
+            }]
+        }
+        Task::Generate => texts
+            .into_iter()
+            .map(|text| Input::Prompt {
+                text,
+                params: params.clone(),
+                chat: a.chat,
+            })
+            .collect(),
+        Task::Embed | Task::Classify => texts.into_iter().map(|text| Input::Text { text }).collect(),
+    };
+    let t = Instant::now();
+    let results = model.run_batch(&inputs);
+    let run_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut outputs = Vec::with_capacity(results.len());
+    for (i, r) in results.into_iter().enumerate() {
+        outputs.push(r.with_context(|| format!("input {i}"))?);
+    }
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "model": model.spec().dir,
+            "weights": model.spec().weights,
+            "family": model.spec().family,
+            "format": model.spec().format,
+            "task": model.task().to_string(),
+            "backend": model.backend(),
+            "device": model.device().to_string(),
+            "runtime": model.describe(),
+            "load_ms": load_ms,
+            "run_ms": run_ms,
+            "outputs": outputs,
+        }));
+    }
+    eprintln!(
+        "{} ({:?} {:?}, {}) on {}: loaded in {load_ms:.0} ms, ran in {run_ms:.1} ms",
+        model.spec().weights.display(),
+        model.spec().family,
+        model.spec().format,
+        model.task(),
+        model.describe()
+    );
+    for out in &outputs {
+        match out {
+            Output::Embedding { vector } => {
+                let head: Vec<String> = vector.iter().take(8).map(|x| format!("{x:.6}")).collect();
+                println!("embedding[{}] = [{}, …]", vector.len(), head.join(", "));
+            }
+            Output::Labels { labels, .. } => {
+                for l in labels {
+                    println!("{:>8.4}  {} ({})", l.score, l.label, l.index);
+                }
+            }
+            Output::Generated { generation } => {
+                println!("{}", generation.text);
+                eprintln!(
+                    "{} prompt tokens, {} new ({:?}), prompt {:.0} ms, {:.1} tokens/s",
+                    generation.prompt_tokens,
+                    generation.tokens.len(),
+                    generation.stop_reason,
+                    generation.prompt_ms,
+                    generation.tokens_per_s
+                );
+            }
+        }
+    }
+    Ok(())
+}

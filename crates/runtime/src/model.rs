@@ -1,0 +1,397 @@
+//! A loaded model of any family behind one interface: [`Model::load`] a [`ModelSpec`], then
+//! [`Model::run`] one [`Input`] or [`Model::run_batch`] several.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::{Backend, DeviceChoice, cpu_features, cpu_threads};
+use crate::encoder::Encoder;
+use crate::error::{Result, RuntimeError};
+use crate::generate::{GenerateParams, Generation};
+use crate::llama::Llama;
+use crate::onnx::{OnnxImage, OnnxText, SessionOptions};
+use crate::spec::{Family, Format, ModelSpec, Task};
+use crate::text::TextTokenizer;
+use crate::vision::Preprocess;
+
+/// One request to a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Input {
+    /// Text to embed or classify.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An encoded image (PNG, JPEG) to classify.
+    Image {
+        /// The file's bytes.
+        bytes: Vec<u8>,
+    },
+    /// A prompt to continue.
+    Prompt {
+        /// The prompt (raw; see `chat` to wrap it in the model's chat template).
+        text: String,
+        /// Generation parameters.
+        #[serde(default)]
+        params: GenerateParams,
+        /// Wrap `text` as one user message in the model's chat template.
+        #[serde(default)]
+        chat: bool,
+    },
+}
+
+/// A class and its score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    /// Class index.
+    pub index: usize,
+    /// Class name (`LABEL_i` when the model names none).
+    pub label: String,
+    /// Probability (softmax of the logits).
+    pub score: f32,
+}
+
+/// What a model answered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Output {
+    /// A sentence embedding (unit length).
+    Embedding {
+        /// The vector.
+        vector: Vec<f32>,
+    },
+    /// Classes, best first (top-k), with the raw logits where the model gives them.
+    Labels {
+        /// The best classes.
+        labels: Vec<Label>,
+        /// Every class's logit (empty for graphs that output probabilities).
+        logits: Vec<f32>,
+    },
+    /// Generated text.
+    Generated {
+        /// The generation.
+        generation: Generation,
+    },
+}
+
+/// How to load a model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadOptions {
+    /// The backend; `None` = the one the format needs.
+    pub backend: Option<Backend>,
+    /// The device; `None` = [`DeviceChoice::auto`].
+    pub device: Option<DeviceChoice>,
+    /// Deterministic mode: every input runs alone (never batched with others) and ONNX
+    /// Runtime uses deterministic kernels on one thread, so an output depends only on its
+    /// input and the CPU architecture.
+    pub deterministic: bool,
+    /// Labels returned by classifiers.
+    pub top_k: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            backend: None,
+            device: None,
+            deterministic: false,
+            top_k: 5,
+        }
+    }
+}
+
+enum Kind {
+    Encoder(Encoder, TextTokenizer),
+    OnnxText(OnnxText, TextTokenizer),
+    OnnxImage(OnnxImage, Preprocess),
+    Llama(Mutex<Llama>),
+}
+
+/// A loaded model.
+pub struct Model {
+    spec: ModelSpec,
+    backend: Backend,
+    device: DeviceChoice,
+    options: LoadOptions,
+    kind: Kind,
+}
+
+impl Model {
+    /// Loads `spec` with `options`.
+    pub fn load(spec: ModelSpec, options: &LoadOptions) -> Result<Self> {
+        let needed = Backend::for_format(spec.format);
+        let backend = options.backend.unwrap_or(needed);
+        if backend != needed {
+            return Err(RuntimeError::Unsupported(format!(
+                "{}: {:?} weights run on the {needed} backend, not {backend}",
+                spec.weights.display(),
+                spec.format
+            )));
+        }
+        let device = options.device.unwrap_or_else(DeviceChoice::auto);
+        if backend == Backend::Onnx && device != DeviceChoice::Cpu {
+            return Err(RuntimeError::Device(format!(
+                "the ONNX backend runs on cpu in this build, not {device}"
+            )));
+        }
+        let onnx_opts = SessionOptions {
+            threads: if options.deterministic { 1 } else { cpu_threads() },
+            deterministic: options.deterministic,
+        };
+        let tokenizer = |max: usize| -> Result<TextTokenizer> {
+            let path = spec.tokenizer.as_ref().ok_or_else(|| {
+                RuntimeError::InvalidModel(format!("{}: no tokenizer.json", spec.dir.display()))
+            })?;
+            TextTokenizer::from_file(path, max)
+        };
+        let kind = match (spec.format, spec.family) {
+            (Format::Safetensors, Family::Bert) => {
+                let enc = Encoder::load(&spec, &device.candle_device()?)?;
+                let tok = tokenizer(enc.max_len())?;
+                Kind::Encoder(enc, tok)
+            }
+            (Format::Onnx, Family::OnnxText) => {
+                let g = OnnxText::load(&spec.weights, onnx_opts)?;
+                Kind::OnnxText(g, tokenizer(512)?)
+            }
+            (Format::Onnx, Family::OnnxImage) => {
+                let g = OnnxImage::load(&spec.weights, onnx_opts)?;
+                let pre = Preprocess::from_dir(&spec.dir)?;
+                let (w, h) = pre.output_size((0, 0));
+                if (h as usize, w as usize) != g.size {
+                    return Err(RuntimeError::InvalidModel(format!(
+                        "{}: preprocessing makes {w}x{h} images, the graph takes {}x{}",
+                        spec.dir.display(),
+                        g.size.1,
+                        g.size.0
+                    )));
+                }
+                Kind::OnnxImage(g, pre)
+            }
+            (Format::Gguf, Family::Llama) => {
+                Kind::Llama(Mutex::new(Llama::load(&spec.weights, &device.candle_device()?)?))
+            }
+            (format, family) => {
+                return Err(RuntimeError::Unsupported(format!(
+                    "{family:?} as {format:?}; supported: {}",
+                    crate::spec::SUPPORTED
+                )));
+            }
+        };
+        Ok(Self {
+            spec,
+            backend,
+            device,
+            options: options.clone(),
+            kind,
+        })
+    }
+
+    /// What was loaded.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The task it runs.
+    pub fn task(&self) -> Task {
+        self.spec.task
+    }
+
+    /// The backend chosen.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The device chosen.
+    pub fn device(&self) -> DeviceChoice {
+        self.device
+    }
+
+    /// One line saying what runs where, for reports: `candle on cpu (avx512f,avx2,fma), 2 threads`.
+    pub fn describe(&self) -> String {
+        let threads = if self.backend == Backend::Onnx && self.options.deterministic {
+            1
+        } else {
+            cpu_threads()
+        };
+        match self.device {
+            DeviceChoice::Cpu => format!(
+                "{} on cpu ({}), {threads} threads{}",
+                self.backend,
+                cpu_features().join(","),
+                if self.options.deterministic { ", deterministic" } else { "" }
+            ),
+            d => format!("{} on {d}", self.backend),
+        }
+    }
+
+    /// Bytes of weights held (what the model cache counts).
+    pub fn weight_bytes(&self) -> u64 {
+        match &self.kind {
+            Kind::Encoder(e, _) => e.weight_bytes(),
+            Kind::OnnxText(g, _) => g.weight_bytes(),
+            Kind::OnnxImage(g, _) => g.weight_bytes(),
+            Kind::Llama(l) => l.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
+        }
+    }
+
+    /// Runs one input.
+    pub fn run(&self, input: &Input) -> Result<Output> {
+        self.run_batch(std::slice::from_ref(input))
+            .pop()
+            .unwrap_or_else(|| Err(RuntimeError::InvalidInput("no input".into())))
+    }
+
+    /// Runs several inputs, as one batch where the model allows (one result per input, in
+    /// order; in deterministic mode each runs alone).
+    pub fn run_batch(&self, inputs: &[Input]) -> Vec<Result<Output>> {
+        if self.options.deterministic && inputs.len() > 1 {
+            return inputs.iter().map(|i| self.run_group(std::slice::from_ref(i)).remove(0)).collect();
+        }
+        self.run_group(inputs)
+    }
+
+    fn run_group(&self, inputs: &[Input]) -> Vec<Result<Output>> {
+        match &self.kind {
+            Kind::Encoder(..) | Kind::OnnxText(..) => self.run_text(inputs),
+            Kind::OnnxImage(g, pre) => {
+                let mut results: Vec<Option<Result<Output>>> = Vec::with_capacity(inputs.len());
+                let mut pixels = Vec::new();
+                let mut ok = Vec::new();
+                for (i, input) in inputs.iter().enumerate() {
+                    let Input::Image { bytes } = input else {
+                        results.push(Some(Err(wrong_input(input, self.spec.task))));
+                        continue;
+                    };
+                    match pre.run(bytes, g.layout, &mut pixels) {
+                        Ok(_) => {
+                            ok.push(i);
+                            results.push(None);
+                        }
+                        Err(e) => results.push(Some(Err(e))),
+                    }
+                }
+                if !ok.is_empty() {
+                    match g.classify(&pixels, ok.len()) {
+                        Ok(rows) => {
+                            for (i, probs) in ok.iter().zip(rows) {
+                                results[*i] = Some(Ok(self.labels(&probs, Vec::new())));
+                            }
+                        }
+                        Err(e) => {
+                            for i in &ok {
+                                results[*i] = Some(Err(RuntimeError::Onnx(e.to_string())));
+                            }
+                        }
+                    }
+                }
+                results
+                    .into_iter()
+                    .map(|r| r.unwrap_or_else(|| Err(RuntimeError::InvalidInput("not run".into()))))
+                    .collect()
+            }
+            Kind::Llama(l) => inputs
+                .iter()
+                .map(|input| {
+                    let Input::Prompt { text, params, chat } = input else {
+                        return Err(wrong_input(input, self.spec.task));
+                    };
+                    let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
+                    let prompt = if *chat { l.chat_prompt(text) } else { text.clone() };
+                    Ok(Output::Generated {
+                        generation: l.generate(&prompt, params)?,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn run_text(&self, inputs: &[Input]) -> Vec<Result<Output>> {
+        let mut texts = Vec::new();
+        let mut results: Vec<Option<Result<Output>>> = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            match input {
+                Input::Text { text } => {
+                    texts.push(text.as_str());
+                    results.push(None);
+                }
+                other => results.push(Some(Err(wrong_input(other, self.spec.task)))),
+            }
+        }
+        if !texts.is_empty() {
+            let rows = self.text_rows(&texts);
+            let mut rows = match rows {
+                Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => {
+                    let msg = e.to_string();
+                    (0..texts.len()).map(|_| Err(RuntimeError::InvalidInput(msg.clone()))).collect()
+                }
+            }
+            .into_iter();
+            for r in results.iter_mut().filter(|r| r.is_none()) {
+                *r = rows.next();
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(RuntimeError::InvalidInput("not run".into()))))
+            .collect()
+    }
+
+    fn text_rows(&self, texts: &[&str]) -> Result<Vec<Output>> {
+        match (&self.kind, self.spec.task) {
+            (Kind::Encoder(e, tok), Task::Embed) => {
+                let batch = tok.encode_batch(texts)?;
+                Ok(e.embed(&batch)?.into_iter().map(|vector| Output::Embedding { vector }).collect())
+            }
+            (Kind::Encoder(e, tok), Task::Classify) => {
+                let batch = tok.encode_batch(texts)?;
+                Ok(e.classify(&batch)?
+                    .into_iter()
+                    .map(|logits| self.labels(&crate::onnx::softmax(&logits), logits))
+                    .collect())
+            }
+            (Kind::OnnxText(g, tok), _) => {
+                let batch = tok.encode_batch(texts)?;
+                Ok(g.embed(&batch)?.into_iter().map(|vector| Output::Embedding { vector }).collect())
+            }
+            _ => Err(RuntimeError::Unsupported(format!("task {} on this model", self.spec.task))),
+        }
+    }
+
+    fn labels(&self, probs: &[f32], logits: Vec<f32>) -> Output {
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let labels = order
+            .into_iter()
+            .take(self.options.top_k.max(1))
+            .map(|index| Label {
+                index,
+                label: self
+                    .spec
+                    .labels
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_else(|| format!("LABEL_{index}")),
+                score: probs[index],
+            })
+            .collect();
+        Output::Labels { labels, logits }
+    }
+}
+
+fn wrong_input(input: &Input, task: Task) -> RuntimeError {
+    let got = match input {
+        Input::Text { .. } => "text",
+        Input::Image { .. } => "an image",
+        Input::Prompt { .. } => "a prompt",
+    };
+    let wants = match task {
+        Task::Embed | Task::Classify => "text",
+        Task::Generate => "a prompt",
+        Task::ClassifyImage => "an image",
+    };
+    RuntimeError::InvalidInput(format!("this model ({task}) takes {wants}, not {got}"))
+}
