@@ -62,7 +62,11 @@ fn embed_bench(
     sentences: &[String],
     a: &RuntimeArgs,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
-    let one = |s: &str| vec![Input::Text { text: s.to_string() }];
+    let one = |s: &str| {
+        vec![Input::Text {
+            text: s.to_string(),
+        }]
+    };
     let batch: Vec<Input> = sentences
         .iter()
         .take(32)
@@ -92,7 +96,10 @@ fn embed_bench(
     for _ in 0..a.iters_b32 {
         b32.push(run(&batch)?);
     }
-    Ok(vec![line(runtime, name, 1, b1), line(runtime, name, batch.len(), b32)])
+    Ok(vec![
+        line(runtime, name, 1, b1),
+        line(runtime, name, batch.len(), b32),
+    ])
 }
 
 fn load(path: &Path) -> anyhow::Result<Model> {
@@ -114,25 +121,55 @@ pub(crate) fn runtime(ctx: &Ctx, a: RuntimeArgs) -> anyhow::Result<()> {
     }
     let text = std::fs::read_to_string(&a.sentences)
         .with_context(|| format!("{} (run from the repository root)", a.sentences.display()))?;
-    let sentences: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let sentences: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
     if sentences.len() < 32 {
-        bail!("{}: need at least 32 sentences, found {}", a.sentences.display(), sentences.len());
+        bail!(
+            "{}: need at least 32 sentences, found {}",
+            a.sentences.display(),
+            sentences.len()
+        );
     }
     let mut lines = Vec::new();
     let candle = load(&models.join("minilm"))?;
     eprintln!("minilm: {}", candle.describe());
-    lines.extend(embed_bench(&candle, "lattice-candle", "minilm-fp32", &sentences, &a)?);
+    lines.extend(embed_bench(
+        &candle,
+        "lattice-candle",
+        "minilm-fp32",
+        &sentences,
+        &a,
+    )?);
     drop(candle);
     let int8 = load(&models.join("minilm-int8"))?;
     eprintln!("minilm-int8: {}", int8.describe());
-    lines.extend(embed_bench(&int8, "lattice-onnx", "minilm-int8", &sentences, &a)?);
+    lines.extend(embed_bench(
+        &int8,
+        "lattice-onnx",
+        "minilm-int8",
+        &sentences,
+        &a,
+    )?);
     drop(int8);
     let fp32_onnx = models.join("minilm-onnx");
     if fp32_onnx.join("model.onnx").is_file() {
         let m = load(&fp32_onnx)?;
-        lines.extend(embed_bench(&m, "lattice-onnx", "minilm-fp32", &sentences, &a)?);
+        lines.extend(embed_bench(
+            &m,
+            "lattice-onnx",
+            "minilm-fp32",
+            &sentences,
+            &a,
+        )?);
     } else {
-        eprintln!("{}: no fp32 ONNX export (bench/runtime/peers.py makes one); skipped", fp32_onnx.display());
+        eprintln!(
+            "{}: no fp32 ONNX export (bench/runtime/peers.py makes one); skipped",
+            fp32_onnx.display()
+        );
     }
     if a.gen_tokens > 0 {
         let llm = load(&models.join("smollm2"))?;

@@ -88,7 +88,10 @@ pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
     }
     let store = ctx.open_store()?;
     if !store.has(&cid)? {
-        bail!("{cid} is not in the local store ({})", ctx.store_dir().display());
+        bail!(
+            "{cid} is not in the local store ({})",
+            ctx.store_dir().display()
+        );
     }
     let tmp = ctx.datadir.join("models").join(format!("{cid}.partial"));
     if tmp.exists() {
@@ -128,7 +131,8 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     };
     let texts: Vec<String> = match &a.file {
         Some(f) if model.task() != Task::ClassifyImage => vec![
-            std::fs::read_to_string(f).with_context(|| format!("{}: not readable as UTF-8 text", f.display()))?,
+            std::fs::read_to_string(f)
+                .with_context(|| format!("{}: not readable as UTF-8 text", f.display()))?,
         ],
         _ => a.input.clone(),
     };
@@ -149,7 +153,9 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
                 chat: a.chat,
             })
             .collect(),
-        Task::Embed | Task::Classify => texts.into_iter().map(|text| Input::Text { text }).collect(),
+        Task::Embed | Task::Classify => {
+            texts.into_iter().map(|text| Input::Text { text }).collect()
+        }
     };
     let t = Instant::now();
     let results = model.run_batch(&inputs);

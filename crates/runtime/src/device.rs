@@ -170,7 +170,10 @@ mod tests {
             assert_eq!(s.parse::<DeviceChoice>()?.to_string(), s);
         }
         assert_eq!("cuda".parse::<DeviceChoice>()?, DeviceChoice::Cuda(0));
-        let e = "gpu".parse::<DeviceChoice>().unwrap_err().to_string();
+        let e = "gpu"
+            .parse::<DeviceChoice>()
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("gpu") && e.contains("cuda:N"), "{e}");
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
         assert_eq!("onnx".parse::<Backend>()?, Backend::Onnx);
@@ -181,7 +184,10 @@ mod tests {
     #[test]
     fn cpu_build_refuses_gpu_devices_by_name() {
         if !candle_core::utils::cuda_is_available() {
-            let e = DeviceChoice::Cuda(0).candle_device().unwrap_err().to_string();
+            let e = DeviceChoice::Cuda(0)
+                .candle_device()
+                .expect_err("must fail")
+                .to_string();
             assert!(e.contains("--features cuda"), "{e}");
         }
     }

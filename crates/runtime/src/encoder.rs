@@ -57,14 +57,24 @@ impl EncoderConfig {
                 .and_then(Value::as_u64)
                 .and_then(|x| usize::try_from(x).ok())
                 .filter(|&x| x > 0)
-                .ok_or_else(|| RuntimeError::InvalidModel(format!("config.json: {k} missing or not a positive integer")))
+                .ok_or_else(|| {
+                    RuntimeError::InvalidModel(format!(
+                        "config.json: {k} missing or not a positive integer"
+                    ))
+                })
         };
-        let hidden_act = match v.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
+        let hidden_act = match v
+            .get("hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("gelu")
+        {
             "gelu" => Activation::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
             "relu" => Activation::Relu,
             other => {
-                return Err(RuntimeError::Unsupported(format!("config.json: hidden_act {other:?}")));
+                return Err(RuntimeError::Unsupported(format!(
+                    "config.json: hidden_act {other:?}"
+                )));
             }
         };
         let c = Self {
@@ -74,11 +84,17 @@ impl EncoderConfig {
             num_attention_heads: n("num_attention_heads")?,
             intermediate_size: n("intermediate_size")?,
             hidden_act,
-            layer_norm_eps: v.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12),
+            layer_norm_eps: v
+                .get("layer_norm_eps")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-12),
             max_position_embeddings: n("max_position_embeddings")?,
-            type_vocab_size: v.get("type_vocab_size").and_then(Value::as_u64).unwrap_or(2) as usize,
+            type_vocab_size: v
+                .get("type_vocab_size")
+                .and_then(Value::as_u64)
+                .unwrap_or(2) as usize,
         };
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(RuntimeError::InvalidModel(format!(
                 "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size, c.num_attention_heads
@@ -111,12 +127,20 @@ impl LayerNorm {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)?)
+        Ok(candle_nn::ops::layer_norm(
+            x,
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )?)
     }
 }
 
 fn linear(vb: VarBuilder, inp: usize, out: usize) -> Result<Linear> {
-    Ok(Linear::new(vb.get((out, inp), "weight")?, Some(vb.get(out, "bias")?)))
+    Ok(Linear::new(
+        vb.get((out, inp), "weight")?,
+        Some(vb.get(out, "bias")?),
+    ))
 }
 
 struct Layer {
@@ -138,9 +162,9 @@ impl Layer {
         // softmax(q·kᵀ/√d): the 1/√d goes into the query projection once, at load.
         let scale = 1.0 / ((h / c.num_attention_heads) as f64).sqrt();
         let bias = |l: &Linear| -> Result<Tensor> {
-            l.bias()
-                .cloned()
-                .ok_or_else(|| RuntimeError::InvalidModel("attention projection without bias".into()))
+            l.bias().cloned().ok_or_else(|| {
+                RuntimeError::InvalidModel("attention projection without bias".into())
+            })
         };
         let w = Tensor::cat(&[&(q.weight() * scale)?, k.weight(), v.weight()], 0)?;
         let b = Tensor::cat(&[&(bias(&q)? * scale)?, &bias(&k)?, &bias(&v)?], 0)?;
@@ -168,7 +192,10 @@ impl Layer {
         let nh = c.num_attention_heads;
         let d = h / nh;
         let qkv = self.qkv.forward(x)?;
-        let qkv = qkv.reshape((b, s, 3, nh, d))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let qkv = qkv
+            .reshape((b, s, 3, nh, d))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
         let q = qkv.get(0)?;
         let k = qkv.get(1)?;
         let v = qkv.get(2)?;
@@ -177,7 +204,11 @@ impl Layer {
             scores = scores.broadcast_add(m)?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b * s, h))?;
+        let ctx = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * s, h))?;
         let x = self.ln_attn.forward(&(self.out.forward(&ctx)? + x)?)?;
         let ff = self.ff_in.forward(&x)?;
         let ff = match act {
@@ -209,7 +240,8 @@ impl Encoder {
         let config = EncoderConfig::from_json(&spec.config)?;
         // SAFETY: the file is mapped read-only; the store never rewrites a file that a
         // model was loaded from (its blocks are content-addressed and immutable).
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&spec.weights], DType::F32, device)? };
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&spec.weights], DType::F32, device)? };
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
         } else {
@@ -239,7 +271,9 @@ impl Encoder {
             }
             let pooler = linear(vb.pp("pooler").pp("dense"), h, h)?;
             // The classifier sits beside `bert.` in *ForSequenceClassification checkpoints.
-            let root = unsafe { VarBuilder::from_mmaped_safetensors(&[&spec.weights], DType::F32, device)? };
+            let root = unsafe {
+                VarBuilder::from_mmaped_safetensors(&[&spec.weights], DType::F32, device)?
+            };
             let classifier = linear(root.pp("classifier"), h, n)?;
             Some((pooler, classifier))
         } else {
@@ -299,14 +333,25 @@ impl Encoder {
                 c.vocab_size
             )));
         }
-        if let Some(&bad) = batch.type_ids.iter().find(|&&t| t as usize >= c.type_vocab_size) {
-            return Err(RuntimeError::InvalidInput(format!("token type {bad} out of range")));
+        if let Some(&bad) = batch
+            .type_ids
+            .iter()
+            .find(|&&t| t as usize >= c.type_vocab_size)
+        {
+            return Err(RuntimeError::InvalidInput(format!(
+                "token type {bad} out of range"
+            )));
         }
         let dev = &self.device;
         let ids = Tensor::from_slice(&batch.ids, b * s, dev)?;
         let types = Tensor::from_slice(&batch.type_ids, b * s, dev)?;
-        let x = self.word.index_select(&ids, 0)?.reshape((b, s, c.hidden_size))?;
-        let x = x.broadcast_add(&self.position.narrow(0, 0, s)?)?.reshape((b * s, c.hidden_size))?;
+        let x = self
+            .word
+            .index_select(&ids, 0)?
+            .reshape((b, s, c.hidden_size))?;
+        let x = x
+            .broadcast_add(&self.position.narrow(0, 0, s)?)?
+            .reshape((b * s, c.hidden_size))?;
         let x = (x + self.token_type.index_select(&types, 0)?)?;
         let mut x = self.ln_emb.forward(&x)?;
         let mask_bias = if batch.unpadded() {
@@ -338,7 +383,11 @@ impl Encoder {
             let count = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
             sum.broadcast_div(&count)?
         };
-        let norm = pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+        let norm = pooled
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12f32, f32::MAX)?;
         Ok(pooled.broadcast_div(&norm)?.to_vec2()?)
     }
 

@@ -42,7 +42,9 @@ impl GenerateParams {
     /// Checks the values, with a message naming the bad one.
     pub fn validate(&self) -> Result<()> {
         if self.max_tokens == 0 {
-            return Err(RuntimeError::InvalidInput("max_tokens must be at least 1".into()));
+            return Err(RuntimeError::InvalidInput(
+                "max_tokens must be at least 1".into(),
+            ));
         }
         if !self.temperature.is_finite() || self.temperature < 0.0 {
             return Err(RuntimeError::InvalidInput(format!(
@@ -58,7 +60,9 @@ impl GenerateParams {
             )));
         }
         if self.top_k == Some(0) {
-            return Err(RuntimeError::InvalidInput("top_k must be at least 1".into()));
+            return Err(RuntimeError::InvalidInput(
+                "top_k must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -135,17 +139,32 @@ mod tests {
             temperature: -1.0,
             ..Default::default()
         };
-        assert!(p.validate().unwrap_err().to_string().contains("temperature"));
+        assert!(
+            p.validate()
+                .expect_err("must fail")
+                .to_string()
+                .contains("temperature")
+        );
         let p = GenerateParams {
             top_p: Some(1.5),
             ..Default::default()
         };
-        assert!(p.validate().unwrap_err().to_string().contains("top_p"));
+        assert!(
+            p.validate()
+                .expect_err("must fail")
+                .to_string()
+                .contains("top_p")
+        );
         let p = GenerateParams {
             max_tokens: 0,
             ..Default::default()
         };
-        assert!(p.validate().unwrap_err().to_string().contains("max_tokens"));
+        assert!(
+            p.validate()
+                .expect_err("must fail")
+                .to_string()
+                .contains("max_tokens")
+        );
     }
 
     #[test]

@@ -106,7 +106,7 @@ enum Kind {
     Encoder(Encoder, TextTokenizer),
     OnnxText(OnnxText, TextTokenizer),
     OnnxImage(OnnxImage, Preprocess),
-    Llama(Mutex<Llama>),
+    Llama(Box<Mutex<Llama>>),
 }
 
 /// A loaded model.
@@ -137,7 +137,11 @@ impl Model {
             )));
         }
         let onnx_opts = SessionOptions {
-            threads: if options.deterministic { 1 } else { cpu_threads() },
+            threads: if options.deterministic {
+                1
+            } else {
+                cpu_threads()
+            },
             deterministic: options.deterministic,
         };
         let tokenizer = |max: usize| -> Result<TextTokenizer> {
@@ -170,9 +174,10 @@ impl Model {
                 }
                 Kind::OnnxImage(g, pre)
             }
-            (Format::Gguf, Family::Llama) => {
-                Kind::Llama(Mutex::new(Llama::load(&spec.weights, &device.candle_device()?)?))
-            }
+            (Format::Gguf, Family::Llama) => Kind::Llama(Box::new(Mutex::new(Llama::load(
+                &spec.weights,
+                &device.candle_device()?,
+            )?))),
             (format, family) => {
                 return Err(RuntimeError::Unsupported(format!(
                     "{family:?} as {format:?}; supported: {}",
@@ -221,7 +226,11 @@ impl Model {
                 "{} on cpu ({}), {threads} threads{}",
                 self.backend,
                 cpu_features().join(","),
-                if self.options.deterministic { ", deterministic" } else { "" }
+                if self.options.deterministic {
+                    ", deterministic"
+                } else {
+                    ""
+                }
             ),
             d => format!("{} on {d}", self.backend),
         }
@@ -248,7 +257,10 @@ impl Model {
     /// order; in deterministic mode each runs alone).
     pub fn run_batch(&self, inputs: &[Input]) -> Vec<Result<Output>> {
         if self.options.deterministic && inputs.len() > 1 {
-            return inputs.iter().map(|i| self.run_group(std::slice::from_ref(i)).remove(0)).collect();
+            return inputs
+                .iter()
+                .map(|i| self.run_group(std::slice::from_ref(i)).remove(0))
+                .collect();
         }
         self.run_group(inputs)
     }
@@ -299,7 +311,11 @@ impl Model {
                         return Err(wrong_input(input, self.spec.task));
                     };
                     let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
-                    let prompt = if *chat { l.chat_prompt(text) } else { text.clone() };
+                    let prompt = if *chat {
+                        l.chat_prompt(text)
+                    } else {
+                        text.clone()
+                    };
                     Ok(Output::Generated {
                         generation: l.generate(&prompt, params)?,
                     })
@@ -326,7 +342,9 @@ impl Model {
                 Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
                 Err(e) => {
                     let msg = e.to_string();
-                    (0..texts.len()).map(|_| Err(RuntimeError::InvalidInput(msg.clone()))).collect()
+                    (0..texts.len())
+                        .map(|_| Err(RuntimeError::InvalidInput(msg.clone())))
+                        .collect()
                 }
             }
             .into_iter();
@@ -344,7 +362,10 @@ impl Model {
         match (&self.kind, self.spec.task) {
             (Kind::Encoder(e, tok), Task::Embed) => {
                 let batch = tok.encode_batch(texts)?;
-                Ok(e.embed(&batch)?.into_iter().map(|vector| Output::Embedding { vector }).collect())
+                Ok(e.embed(&batch)?
+                    .into_iter()
+                    .map(|vector| Output::Embedding { vector })
+                    .collect())
             }
             (Kind::Encoder(e, tok), Task::Classify) => {
                 let batch = tok.encode_batch(texts)?;
@@ -355,9 +376,15 @@ impl Model {
             }
             (Kind::OnnxText(g, tok), _) => {
                 let batch = tok.encode_batch(texts)?;
-                Ok(g.embed(&batch)?.into_iter().map(|vector| Output::Embedding { vector }).collect())
+                Ok(g.embed(&batch)?
+                    .into_iter()
+                    .map(|vector| Output::Embedding { vector })
+                    .collect())
             }
-            _ => Err(RuntimeError::Unsupported(format!("task {} on this model", self.spec.task))),
+            _ => Err(RuntimeError::Unsupported(format!(
+                "task {} on this model",
+                self.spec.task
+            ))),
         }
     }
 

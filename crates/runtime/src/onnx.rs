@@ -65,9 +65,9 @@ pub fn library_path() -> Result<PathBuf> {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib")
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib"
+                })
             })
             .collect();
         found.sort();
@@ -89,8 +89,8 @@ fn environment() -> Result<&'static ort::environment::Environment> {
     ENVIRONMENT
         .get_or_init(|| {
             let path = library_path().map_err(|e| e.to_string())?;
-            let builder = ort::init_from(&path)
-                .map_err(|e| format!("loading {}: {e}", path.display()))?;
+            let builder =
+                ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
             builder
                 .with_name("lattice")
                 .with_telemetry(false)
@@ -170,7 +170,11 @@ impl OnnxText {
                 }
             };
             let (ty, _) = dims(i.dtype()).ok_or_else(|| {
-                RuntimeError::Unsupported(format!("{}: input {} is not a tensor", path.display(), i.name()))
+                RuntimeError::Unsupported(format!(
+                    "{}: input {} is not a tensor",
+                    path.display(),
+                    i.name()
+                ))
             })?;
             if !matches!(ty, TensorElementType::Int64 | TensorElementType::Int32) {
                 return Err(RuntimeError::Unsupported(format!(
@@ -237,10 +241,18 @@ impl OnnxText {
         let (mut li, mut ii) = (0, 0);
         for (_, ty) in &self.inputs {
             if *ty == TensorElementType::Int64 {
-                values.push(TensorRef::from_array_view((shape, &longs[li][..])).map_err(onnx_err)?.into());
+                values.push(
+                    TensorRef::from_array_view((shape, &longs[li][..]))
+                        .map_err(onnx_err)?
+                        .into(),
+                );
                 li += 1;
             } else {
-                values.push(TensorRef::from_array_view((shape, &ints[ii][..])).map_err(onnx_err)?.into());
+                values.push(
+                    TensorRef::from_array_view((shape, &ints[ii][..]))
+                        .map_err(onnx_err)?
+                        .into(),
+                );
                 ii += 1;
             }
         }
@@ -254,7 +266,9 @@ impl OnnxText {
                 return Err(RuntimeError::Onnx(format!("output shape {out_shape:?}")));
             };
             if ob != b || os != s {
-                return Err(RuntimeError::Onnx(format!("output shape {out_shape:?} for input [{b}, {s}]")));
+                return Err(RuntimeError::Onnx(format!(
+                    "output shape {out_shape:?} for input [{b}, {s}]"
+                )));
             }
             for i in 0..b {
                 let mut acc = vec![0f32; h];
@@ -278,7 +292,9 @@ impl OnnxText {
                 return Err(RuntimeError::Onnx(format!("output shape {out_shape:?}")));
             };
             if ob != b {
-                return Err(RuntimeError::Onnx(format!("output shape {out_shape:?} for batch {b}")));
+                return Err(RuntimeError::Onnx(format!(
+                    "output shape {out_shape:?} for batch {b}"
+                )));
             }
             for i in 0..b {
                 rows.push(normalize(data[i * h..(i + 1) * h].to_vec()));
@@ -383,16 +399,23 @@ impl OnnxImage {
         let outputs = session.run(ort::inputs![input]).map_err(onnx_err)?;
         let (out_shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(onnx_err)?;
         let [ob, classes] = out_shape[..] else {
-            return Err(RuntimeError::Onnx(format!("output shape {:?}", &out_shape[..])));
+            return Err(RuntimeError::Onnx(format!(
+                "output shape {:?}",
+                &out_shape[..]
+            )));
         };
         if ob as usize != n || classes <= 0 {
-            return Err(RuntimeError::Onnx(format!("output shape {:?} for {n} images", &out_shape[..])));
+            return Err(RuntimeError::Onnx(format!(
+                "output shape {:?} for {n} images",
+                &out_shape[..]
+            )));
         }
         Ok(data
             .chunks(classes as usize)
             .map(|row| {
                 let sum: f32 = row.iter().sum();
-                let probabilities = row.iter().all(|&x| (0.0..=1.0).contains(&x)) && (sum - 1.0).abs() < 1e-3;
+                let probabilities =
+                    row.iter().all(|&x| (0.0..=1.0).contains(&x)) && (sum - 1.0).abs() < 1e-3;
                 if probabilities {
                     row.to_vec()
                 } else {

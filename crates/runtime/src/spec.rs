@@ -134,7 +134,8 @@ impl ModelSpec {
         };
         let config_path = dir.join("config.json");
         let config = if config_path.is_file() {
-            let bytes = std::fs::read(&config_path).map_err(|e| RuntimeError::io(&config_path, e))?;
+            let bytes =
+                std::fs::read(&config_path).map_err(|e| RuntimeError::io(&config_path, e))?;
             serde_json::from_slice(&bytes).map_err(|e| {
                 RuntimeError::InvalidModel(format!("{}: {e}", config_path.display()))
             })?
@@ -144,7 +145,9 @@ impl ModelSpec {
         let tokenizer = Some(dir.join("tokenizer.json")).filter(|p| p.is_file());
         let labels = labels_of(&config);
 
-        let (format, family, default_task, weights) = if let Some(w) = single(&with_ext("gguf"), "gguf")? {
+        let (format, family, default_task, weights) = if let Some(w) =
+            single(&with_ext("gguf"), "gguf")?
+        {
             (Format::Gguf, Family::Llama, Task::Generate, w)
         } else if let Some(w) = single(&with_ext("onnx"), "onnx")? {
             if tokenizer.is_some() {
@@ -161,10 +164,15 @@ impl ModelSpec {
                         .and_then(|a| a.as_array())
                         .is_some_and(|a| {
                             a.iter().any(|s| {
-                                s.as_str().is_some_and(|s| s.ends_with("ForSequenceClassification"))
+                                s.as_str()
+                                    .is_some_and(|s| s.ends_with("ForSequenceClassification"))
                             })
                         });
-                    let task = if classifier { Task::Classify } else { Task::Embed };
+                    let task = if classifier {
+                        Task::Classify
+                    } else {
+                        Task::Embed
+                    };
                     (Format::Safetensors, Family::Bert, task, w)
                 }
                 Some(other) => {
@@ -270,9 +278,16 @@ mod tests {
         let d = tempfile::tempdir().map_err(|e| RuntimeError::io("tmp", e))?;
         write(d.path(), "model.safetensors", "");
         write(d.path(), "tokenizer.json", "{}");
-        write(d.path(), "config.json", r#"{"model_type":"bert","architectures":["BertModel"]}"#);
+        write(
+            d.path(),
+            "config.json",
+            r#"{"model_type":"bert","architectures":["BertModel"]}"#,
+        );
         let s = ModelSpec::detect(d.path())?;
-        assert_eq!((s.family, s.task, s.format), (Family::Bert, Task::Embed, Format::Safetensors));
+        assert_eq!(
+            (s.family, s.task, s.format),
+            (Family::Bert, Task::Embed, Format::Safetensors)
+        );
         write(
             d.path(),
             "config.json",
@@ -281,7 +296,9 @@ mod tests {
         let s = ModelSpec::detect(d.path())?;
         assert_eq!(s.task, Task::Classify);
         assert_eq!(s.labels, vec!["NEGATIVE", "POSITIVE"]);
-        let e = ModelSpec::detect_with(d.path(), Some(Task::Generate)).unwrap_err().to_string();
+        let e = ModelSpec::detect_with(d.path(), Some(Task::Generate))
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("cannot do task generate"), "{e}");
         Ok(())
     }
@@ -291,12 +308,18 @@ mod tests {
         let d = tempfile::tempdir().map_err(|e| RuntimeError::io("tmp", e))?;
         write(d.path(), "model.safetensors", "");
         write(d.path(), "config.json", r#"{"model_type":"t5"}"#);
-        let e = ModelSpec::detect(d.path()).unwrap_err().to_string();
+        let e = ModelSpec::detect(d.path())
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("\"t5\"") && e.contains("supported:"), "{e}");
         let empty = tempfile::tempdir().map_err(|e| RuntimeError::io("tmp", e))?;
-        let e = ModelSpec::detect(empty.path()).unwrap_err().to_string();
+        let e = ModelSpec::detect(empty.path())
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("no .safetensors, .gguf or .onnx"), "{e}");
-        let e = ModelSpec::detect(&empty.path().join("missing")).unwrap_err().to_string();
+        let e = ModelSpec::detect(&empty.path().join("missing"))
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("missing"), "{e}");
         Ok(())
     }
@@ -309,9 +332,14 @@ mod tests {
         write(d.path(), "tokenizer.json", "{}");
         assert_eq!(ModelSpec::detect(d.path())?.task, Task::Embed);
         write(d.path(), "other.onnx", "");
-        let e = ModelSpec::detect(d.path()).unwrap_err().to_string();
+        let e = ModelSpec::detect(d.path())
+            .expect_err("must fail")
+            .to_string();
         assert!(e.contains("2 .onnx files"), "{e}");
-        assert_eq!(ModelSpec::detect(&d.path().join("other.onnx"))?.format, Format::Onnx);
+        assert_eq!(
+            ModelSpec::detect(&d.path().join("other.onnx"))?.format,
+            Format::Onnx
+        );
         Ok(())
     }
 }

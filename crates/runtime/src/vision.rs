@@ -80,16 +80,16 @@ fn size_of(v: Option<&Value>) -> Option<(u32, u32)> {
 
 fn triple(v: Option<&Value>, default: [f32; 3]) -> Result<[f32; 3]> {
     let Some(v) = v else { return Ok(default) };
-    let a = v
-        .as_array()
-        .filter(|a| a.len() == 3)
-        .ok_or_else(|| RuntimeError::InvalidModel(format!("preprocessor_config.json: expected 3 numbers, got {v}")))?;
+    let a = v.as_array().filter(|a| a.len() == 3).ok_or_else(|| {
+        RuntimeError::InvalidModel(format!(
+            "preprocessor_config.json: expected 3 numbers, got {v}"
+        ))
+    })?;
     let mut out = [0f32; 3];
     for (o, x) in out.iter_mut().zip(a) {
-        *o = x
-            .as_f64()
-            .ok_or_else(|| RuntimeError::InvalidModel(format!("preprocessor_config.json: {x} is not a number")))?
-            as f32;
+        *o = x.as_f64().ok_or_else(|| {
+            RuntimeError::InvalidModel(format!("preprocessor_config.json: {x} is not a number"))
+        })? as f32;
     }
     Ok(out)
 }
@@ -121,7 +121,11 @@ impl Preprocess {
                 )));
             }
         };
-        let order = match v.get("lattice_channel_order").and_then(Value::as_str).unwrap_or("rgb") {
+        let order = match v
+            .get("lattice_channel_order")
+            .and_then(Value::as_str)
+            .unwrap_or("rgb")
+        {
             "rgb" => ChannelOrder::Rgb,
             "bgr" => ChannelOrder::Bgr,
             other => {
@@ -132,20 +136,38 @@ impl Preprocess {
         };
         let normalize = flag("do_normalize", true);
         Ok(Self {
-            resize: if flag("do_resize", true) { size_of(v.get("size")).or(Some((224, 224))) } else { None },
+            resize: if flag("do_resize", true) {
+                size_of(v.get("size")).or(Some((224, 224)))
+            } else {
+                None
+            },
             filter,
             jpeg_roundtrip: v
                 .get("lattice_jpeg_roundtrip_quality")
                 .and_then(Value::as_u64)
                 .map(|q| q.clamp(1, 100) as u8),
-            crop: if flag("do_center_crop", false) { size_of(v.get("crop_size")) } else { None },
+            crop: if flag("do_center_crop", false) {
+                size_of(v.get("crop_size"))
+            } else {
+                None
+            },
             rescale: if flag("do_rescale", true) {
-                v.get("rescale_factor").and_then(Value::as_f64).unwrap_or(1.0 / 255.0) as f32
+                v.get("rescale_factor")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(1.0 / 255.0) as f32
             } else {
                 1.0
             },
-            mean: if normalize { triple(v.get("image_mean"), [0.5; 3])? } else { [0.0; 3] },
-            std: if normalize { triple(v.get("image_std"), [0.5; 3])? } else { [1.0; 3] },
+            mean: if normalize {
+                triple(v.get("image_mean"), [0.5; 3])?
+            } else {
+                [0.0; 3]
+            },
+            std: if normalize {
+                triple(v.get("image_std"), [0.5; 3])?
+            } else {
+                [1.0; 3]
+            },
             order,
         })
     }
@@ -257,7 +279,7 @@ mod tests {
     fn garbage_is_a_clear_input_error() {
         let e = Preprocess::default()
             .run(b"not an image", Layout::Nchw, &mut Vec::new())
-            .unwrap_err();
+            .expect_err("must fail");
         assert!(matches!(e, RuntimeError::InvalidInput(_)), "{e}");
         assert!(e.to_string().contains("cannot decode"), "{e}");
     }

@@ -10,7 +10,10 @@ use serde_json::Value;
 
 fn models() -> PathBuf {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/fetch.sh");
-    let out = Command::new("bash").arg(&script).output().expect("run tests/models/fetch.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run tests/models/fetch.sh");
     assert!(
         out.status.success(),
         "tests/models/fetch.sh failed: {}",
@@ -20,12 +23,18 @@ fn models() -> PathBuf {
 }
 
 fn reference(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     serde_json::from_slice(&std::fs::read(&p).expect("reference file")).expect("reference json")
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
 }
 
 fn load(dir: PathBuf, options: &LoadOptions) -> Model {
@@ -33,7 +42,10 @@ fn load(dir: PathBuf, options: &LoadOptions) -> Model {
 }
 
 fn embeddings(model: &Model, texts: &[String]) -> Vec<Vec<f32>> {
-    let inputs: Vec<Input> = texts.iter().map(|t| Input::Text { text: t.clone() }).collect();
+    let inputs: Vec<Input> = texts
+        .iter()
+        .map(|t| Input::Text { text: t.clone() })
+        .collect();
     model
         .run_batch(&inputs)
         .into_iter()
@@ -46,7 +58,10 @@ fn embeddings(model: &Model, texts: &[String]) -> Vec<Vec<f32>> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn sentences(r: &Value) -> Vec<String> {
@@ -62,7 +77,8 @@ fn sentences(r: &Value) -> Vec<String> {
 fn minilm_tokenizer_matches_the_python_tokenizer() {
     let r = reference("minilm_reference.json");
     let dir = models().join("minilm");
-    let tok = lattice_runtime::text::TextTokenizer::from_file(&dir.join("tokenizer.json"), 512).expect("tokenizer");
+    let tok = lattice_runtime::text::TextTokenizer::from_file(&dir.join("tokenizer.json"), 512)
+        .expect("tokenizer");
     assert_eq!(tok.max_len(), 128, "tokenizer.json truncates at 128");
     for s in r["sentences"].as_array().expect("sentences") {
         let text = s["text"].as_str().expect("text");
@@ -76,7 +92,9 @@ fn minilm_tokenizer_matches_the_python_tokenizer() {
         assert_eq!(got.ids, want, "{text:?}");
     }
     // A batch pads to its longest item, not to the file's fixed 128.
-    let b = tok.encode_batch(&["a", "a longer sentence here"]).expect("encode");
+    let b = tok
+        .encode_batch(&["a", "a longer sentence here"])
+        .expect("encode");
     assert_eq!(b.len, 6);
     assert_eq!(b.mask, vec![1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
 }
@@ -90,12 +108,18 @@ fn candle_minilm_embeddings_match_pytorch_within_1e_4() {
     // One padded batch, as PyTorch ran it.
     let got = embeddings(&model, &texts);
     let mut worst = 0f32;
-    for (g, want) in got.iter().zip(r["pytorch_fp32"]["batched"].as_array().expect("batched")) {
+    for (g, want) in got
+        .iter()
+        .zip(r["pytorch_fp32"]["batched"].as_array().expect("batched"))
+    {
         assert_eq!(g.len(), 384);
         worst = worst.max(max_abs_diff(g, &floats(want)));
     }
     // One at a time (no padding: the unmasked path).
-    for (t, want) in texts.iter().zip(r["pytorch_fp32"]["single"].as_array().expect("single")) {
+    for (t, want) in texts
+        .iter()
+        .zip(r["pytorch_fp32"]["single"].as_array().expect("single"))
+    {
         let g = embeddings(&model, std::slice::from_ref(t));
         worst = worst.max(max_abs_diff(&g[0], &floats(want)));
     }
@@ -121,7 +145,9 @@ fn onnx_int8_minilm_matches_onnx_runtime_python_and_tracks_pytorch() {
         let t = floats(torch);
         worst_cos = worst_cos.min(g.iter().zip(&t).map(|(a, b)| a * b).sum());
     }
-    eprintln!("onnx int8: vs onnxruntime-python {worst_ort:e}, min cosine vs PyTorch fp32 {worst_cos}");
+    eprintln!(
+        "onnx int8: vs onnxruntime-python {worst_ort:e}, min cosine vs PyTorch fp32 {worst_cos}"
+    );
     // Same library, same graph, same inputs: only the pooling's float order differs.
     assert!(worst_ort <= 1e-5, "vs onnxruntime python: {worst_ort}");
     // int8 weights: close to, not equal to, fp32.
@@ -144,7 +170,11 @@ fn deterministic_mode_gives_the_same_bits_whatever_else_is_in_the_batch() {
         let with_others_reversed = embeddings(&model, &reversed);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&alone[0]), bits(&with_others[1]), "{dir}");
-        assert_eq!(bits(&alone[0]), bits(&with_others_reversed[texts.len() - 2]), "{dir}");
+        assert_eq!(
+            bits(&alone[0]),
+            bits(&with_others_reversed[texts.len() - 2]),
+            "{dir}"
+        );
     }
 }
 
@@ -152,8 +182,12 @@ fn deterministic_mode_gives_the_same_bits_whatever_else_is_in_the_batch() {
 fn wrong_inputs_are_refused_per_item_without_failing_the_batch() {
     let model = load(models().join("minilm"), &LoadOptions::default());
     let out = model.run_batch(&[
-        Input::Text { text: "fine".into() },
-        Input::Image { bytes: vec![1, 2, 3] },
+        Input::Text {
+            text: "fine".into(),
+        },
+        Input::Image {
+            bytes: vec![1, 2, 3],
+        },
     ]);
     assert!(matches!(out[0], Ok(Output::Embedding { .. })));
     let e = out[1].as_ref().expect_err("an image to a text model");
@@ -179,23 +213,48 @@ fn open_nsfw_scores_follow_the_packages_pipeline() {
         let Output::Labels { labels, .. } = out.expect("classify") else {
             panic!("expected labels");
         };
-        let nsfw = labels.iter().find(|l| l.label == "nsfw").expect("nsfw label").score;
-        let sfw = labels.iter().find(|l| l.label == "sfw").expect("sfw label").score;
+        let nsfw = labels
+            .iter()
+            .find(|l| l.label == "nsfw")
+            .expect("nsfw label")
+            .score;
+        let sfw = labels
+            .iter()
+            .find(|l| l.label == "sfw")
+            .expect("sfw label")
+            .score;
         assert!((nsfw + sfw - 1.0).abs() < 1e-4);
         let want = img["score_reference"].as_f64().expect("score") as f32;
         let want_444 = img["score_jpeg_444"].as_f64().expect("score") as f32;
-        eprintln!("{}: nsfw {nsfw} (package: {want}; with 4:4:4 JPEG: {want_444})", img["file"]);
+        eprintln!(
+            "{}: nsfw {nsfw} (package: {want}; with 4:4:4 JPEG: {want_444})",
+            img["file"]
+        );
         // The pipeline is the package's, but the image crate's JPEG encoder writes 4:4:4
         // chroma where PIL writes 4:2:0, and its resize is not PIL's to the last level. The
         // reference measured what 4:4:4 alone does to the score (0.076 on the blob image,
         // the one this model is unsure about; measured here: 0.626 vs the package's 0.740
         // and 4:4:4's 0.663). Scores near 0 agree to 0.002.
-        assert!((nsfw - want_444).abs() <= 0.05, "{}: {nsfw} vs 4:4:4 {want_444}", img["file"]);
-        assert!((nsfw - want).abs() <= 0.12, "{}: {nsfw} vs {want}", img["file"]);
+        assert!(
+            (nsfw - want_444).abs() <= 0.05,
+            "{}: {nsfw} vs 4:4:4 {want_444}",
+            img["file"]
+        );
+        assert!(
+            (nsfw - want).abs() <= 0.12,
+            "{}: {nsfw} vs {want}",
+            img["file"]
+        );
         if want < 0.1 {
-            assert!((nsfw - want).abs() <= 0.005, "{}: {nsfw} vs {want}", img["file"]);
+            assert!(
+                (nsfw - want).abs() <= 0.005,
+                "{}: {nsfw} vs {want}",
+                img["file"]
+            );
         }
     }
-    let bad = model.run(&Input::Image { bytes: b"GIF89a-nope".to_vec() });
+    let bad = model.run(&Input::Image {
+        bytes: b"GIF89a-nope".to_vec(),
+    });
     assert!(matches!(bad, Err(RuntimeError::InvalidInput(_))), "{bad:?}");
 }

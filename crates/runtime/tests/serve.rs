@@ -11,8 +11,15 @@ use lattice_runtime::{Input, LoadOptions, Model, ModelSpec, Output, Runtime, Run
 
 fn models() -> PathBuf {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/fetch.sh");
-    let out = Command::new("bash").arg(&script).output().expect("run tests/models/fetch.sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run tests/models/fetch.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
@@ -27,10 +34,19 @@ fn vector(o: Output) -> Vec<f32> {
 fn concurrent_requests_are_batched_and_each_caller_gets_its_own_embedding() {
     let dir = models().join("minilm");
     let texts: Vec<String> = (0..8)
-        .map(|i| format!("request number {i} asks about {}", ["cats", "ships", "rain", "code"][i % 4]))
+        .map(|i| {
+            format!(
+                "request number {i} asks about {}",
+                ["cats", "ships", "rain", "code"][i % 4]
+            )
+        })
         .collect();
     // What each text gives alone, straight from the model.
-    let model = Model::load(ModelSpec::detect(&dir).expect("spec"), &LoadOptions::default()).expect("load");
+    let model = Model::load(
+        ModelSpec::detect(&dir).expect("spec"),
+        &LoadOptions::default(),
+    )
+    .expect("load");
     let alone: Vec<Vec<f32>> = texts
         .iter()
         .map(|t| vector(model.run(&Input::Text { text: t.clone() }).expect("run")))
@@ -45,7 +61,8 @@ fn concurrent_requests_are_batched_and_each_caller_gets_its_own_embedding() {
         },
         ..Default::default()
     }));
-    rt.model(&dir, None).expect("load once before the threads start");
+    rt.model(&dir, None)
+        .expect("load once before the threads start");
     let barrier = Arc::new(Barrier::new(texts.len()));
     let handles: Vec<_> = texts
         .iter()
@@ -60,13 +77,21 @@ fn concurrent_requests_are_batched_and_each_caller_gets_its_own_embedding() {
         .collect();
     for (h, want) in handles.into_iter().zip(&alone) {
         let got = h.join().expect("thread");
-        let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let diff = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         // Batched with padding vs alone: the same up to float order.
         assert!(diff < 1e-5, "diff {diff}");
     }
     let stats = rt.model(&dir, None).expect("cached").batch_stats();
     assert_eq!(stats.items, 8);
-    assert!(stats.batches < 8, "8 concurrent requests ran in {} batches", stats.batches);
+    assert!(
+        stats.batches < 8,
+        "8 concurrent requests ran in {} batches",
+        stats.batches
+    );
     assert!(stats.largest_batch > 1);
 }
 
@@ -79,7 +104,9 @@ fn the_cache_keeps_models_within_its_byte_budget() {
         cache_bytes: 100_000_000,
         ..Default::default()
     });
-    let text = || Input::Text { text: "hello".into() };
+    let text = || Input::Text {
+        text: "hello".into(),
+    };
     rt.run(&fp32, None, text()).expect("fp32");
     assert_eq!(rt.cache_stats().entries, 1);
     rt.run(&int8, None, text()).expect("int8");
@@ -88,6 +115,8 @@ fn the_cache_keeps_models_within_its_byte_budget() {
     assert!(s.bytes <= 100_000_000, "{s:?}");
     rt.run(&int8, None, text()).expect("int8 again");
     assert_eq!(rt.cache_stats().hits, 1);
-    let e = rt.run(&m.join("no-such-model"), None, text()).expect_err("missing model");
+    let e = rt
+        .run(&m.join("no-such-model"), None, text())
+        .expect_err("missing model");
     assert!(e.to_string().contains("no-such-model"), "{e}");
 }
