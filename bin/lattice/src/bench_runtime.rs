@@ -30,6 +30,9 @@ pub(crate) struct RuntimeArgs {
     /// New tokens per SmolLM2 generation (0 skips it).
     #[arg(long, default_value_t = 64)]
     gen_tokens: usize,
+    /// Run only these parts (comma-separated: candle, onnx, llm).
+    #[arg(long, value_delimiter = ',', default_value = "candle,onnx,llm")]
+    only: Vec<String>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -134,44 +137,48 @@ pub(crate) fn runtime(ctx: &Ctx, a: RuntimeArgs) -> anyhow::Result<()> {
             sentences.len()
         );
     }
+    let part = |p: &str| a.only.iter().any(|o| o == p);
     let mut lines = Vec::new();
-    let candle = load(&models.join("minilm"))?;
-    eprintln!("minilm: {}", candle.describe());
-    lines.extend(embed_bench(
-        &candle,
-        "lattice-candle",
-        "minilm-fp32",
-        &sentences,
-        &a,
-    )?);
-    drop(candle);
-    let int8 = load(&models.join("minilm-int8"))?;
-    eprintln!("minilm-int8: {}", int8.describe());
-    lines.extend(embed_bench(
-        &int8,
-        "lattice-onnx",
-        "minilm-int8",
-        &sentences,
-        &a,
-    )?);
-    drop(int8);
-    let fp32_onnx = models.join("minilm-onnx");
-    if fp32_onnx.join("model.onnx").is_file() {
-        let m = load(&fp32_onnx)?;
+    if part("candle") {
+        let candle = load(&models.join("minilm"))?;
+        eprintln!("minilm: {}", candle.describe());
         lines.extend(embed_bench(
-            &m,
-            "lattice-onnx",
+            &candle,
+            "lattice-candle",
             "minilm-fp32",
             &sentences,
             &a,
         )?);
-    } else {
-        eprintln!(
-            "{}: no fp32 ONNX export (bench/runtime/peers.py makes one); skipped",
-            fp32_onnx.display()
-        );
     }
-    if a.gen_tokens > 0 {
+    if part("onnx") {
+        let int8 = load(&models.join("minilm-int8"))?;
+        eprintln!("minilm-int8: {}", int8.describe());
+        lines.extend(embed_bench(
+            &int8,
+            "lattice-onnx",
+            "minilm-int8",
+            &sentences,
+            &a,
+        )?);
+        drop(int8);
+        let fp32_onnx = models.join("minilm-onnx");
+        if fp32_onnx.join("model.onnx").is_file() {
+            let m = load(&fp32_onnx)?;
+            lines.extend(embed_bench(
+                &m,
+                "lattice-onnx",
+                "minilm-fp32",
+                &sentences,
+                &a,
+            )?);
+        } else {
+            eprintln!(
+                "{}: no fp32 ONNX export (bench/runtime/peers.py makes one); skipped",
+                fp32_onnx.display()
+            );
+        }
+    }
+    if a.gen_tokens > 0 && part("llm") {
         let llm = load(&models.join("smollm2"))?;
         let params = GenerateParams {
             max_tokens: a.gen_tokens,

@@ -12,6 +12,7 @@ use candle_nn::{Linear, VarBuilder};
 use serde_json::Value;
 
 use crate::error::{Result, RuntimeError};
+use crate::kernels::{Dense, Gelu};
 use crate::spec::{ModelSpec, Task};
 use crate::text::TokenBatch;
 
@@ -144,11 +145,11 @@ fn linear(vb: VarBuilder, inp: usize, out: usize) -> Result<Linear> {
 }
 
 struct Layer {
-    qkv: Linear,
-    out: Linear,
+    qkv: Dense,
+    out: Dense,
     ln_attn: LayerNorm,
-    ff_in: Linear,
-    ff_out: Linear,
+    ff_in: Dense,
+    ff_out: Dense,
     ln_ff: LayerNorm,
 }
 
@@ -169,11 +170,15 @@ impl Layer {
         let w = Tensor::cat(&[&(q.weight() * scale)?, k.weight(), v.weight()], 0)?;
         let b = Tensor::cat(&[&(bias(&q)? * scale)?, &bias(&k)?, &bias(&v)?], 0)?;
         Ok(Self {
-            qkv: Linear::new(w, Some(b)),
-            out: linear(att.pp("output").pp("dense"), h, h)?,
+            qkv: Dense::new(Linear::new(w, Some(b)))?,
+            out: Dense::new(linear(att.pp("output").pp("dense"), h, h)?)?,
             ln_attn: LayerNorm::load(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
-            ff_in: linear(vb.pp("intermediate").pp("dense"), h, c.intermediate_size)?,
-            ff_out: linear(vb.pp("output").pp("dense"), c.intermediate_size, h)?,
+            ff_in: Dense::new(linear(
+                vb.pp("intermediate").pp("dense"),
+                h,
+                c.intermediate_size,
+            )?)?,
+            ff_out: Dense::new(linear(vb.pp("output").pp("dense"), c.intermediate_size, h)?)?,
             ln_ff: LayerNorm::load(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
         })
     }
@@ -212,7 +217,7 @@ impl Layer {
         let x = self.ln_attn.forward(&(self.out.forward(&ctx)? + x)?)?;
         let ff = self.ff_in.forward(&x)?;
         let ff = match act {
-            Activation::Gelu => ff.gelu_erf()?,
+            Activation::Gelu => Gelu::forward(&ff)?,
             Activation::GeluTanh => ff.gelu()?,
             Activation::Relu => ff.relu()?,
         };
@@ -285,8 +290,8 @@ impl Encoder {
         count(&position);
         count(&token_type);
         for l in &layers {
-            for lin in [&l.qkv, &l.out, &l.ff_in, &l.ff_out] {
-                count(lin.weight());
+            for d in [&l.qkv, &l.out, &l.ff_in, &l.ff_out] {
+                bytes += d.bytes();
             }
         }
         Ok(Self {

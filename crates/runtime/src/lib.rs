@@ -20,6 +20,7 @@ pub mod device;
 pub mod encoder;
 mod error;
 pub mod generate;
+pub mod kernels;
 pub mod llama;
 pub mod model;
 pub mod onnx;
