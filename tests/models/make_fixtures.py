@@ -1,0 +1,92 @@
+"""Small randomly initialised models for families no PyPI package ships weights of, saved as
+safetensors with PyTorch's outputs on fixed inputs, so the Rust tests can compare without
+PyTorch. Run with the bench venv (tests/models/requirements-bench.txt):
+
+    python tests/models/make_fixtures.py
+
+Writes crates/runtime/tests/data/<name>/ (config.json, model.safetensors, tokenizer.json,
+reference.json). Seeds are fixed; rerunning gives the same files.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+from transformers import BertConfig, BertForSequenceClassification
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "crates/runtime/tests/data"
+MODELS = Path(subprocess.check_output(["bash", str(ROOT / "tests/models/fetch.sh")], text=True).strip())
+
+TEXTS = [
+    "This movie was wonderful, I loved every minute.",
+    "Terrible service and cold food.",
+    "ok",
+    "The results are mixed: some parts are great and others are not worth the time at all.",
+]
+
+
+def tokenizer(path):
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    return tok
+
+
+def batch(tok, texts):
+    enc = [tok.encode(t) for t in texts]
+    n = max(len(e.ids) for e in enc)
+    ids = [e.ids + [0] * (n - len(e.ids)) for e in enc]
+    mask = [[1] * len(e.ids) + [0] * (n - len(e.ids)) for e in enc]
+    return torch.tensor(ids), torch.tensor(mask), [e.ids for e in enc]
+
+
+def bert_classifier():
+    out = DATA / "tiny-bert-classifier"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(7)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=3,
+        id2label={0: "negative", 1: "neutral", 2: "positive"},
+        label2id={"negative": 0, "neutral": 1, "positive": 2},
+        architectures=["BertForSequenceClassification"],
+    )
+    model = BertForSequenceClassification(config).eval()
+    # Random init leaves LayerNorm at 1/0 and biases at 0; perturb them so the test sees them.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(out, safe_serialization=True)
+    shutil.copy(MODELS / "minilm/tokenizer.json", out / "tokenizer.json")
+    tok = tokenizer(out / "tokenizer.json")
+    ids, mask, raw = batch(tok, TEXTS)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    ref = {
+        "torch": torch.__version__,
+        "texts": TEXTS,
+        "input_ids": raw,
+        "logits": [[float(f"{x:.7g}") for x in row] for row in logits.tolist()],
+        "labels": [config.id2label[int(i)] for i in logits.argmax(-1)],
+    }
+    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    # Drop what save_pretrained adds that the runtime does not read.
+    for extra in ["generation_config.json"]:
+        if (out / extra).exists():
+            os.remove(out / extra)
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    bert_classifier()
