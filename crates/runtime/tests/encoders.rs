@@ -2,25 +2,13 @@
 //! on the same real models (`tests/models/minilm_reference.py`,
 //! `tests/models/open_nsfw_reference.py` wrote the reference files).
 
+mod common;
+use common::models;
+
 use std::path::PathBuf;
-use std::process::Command;
 
 use lattice_runtime::{Input, LoadOptions, Model, ModelSpec, Output, RuntimeError, Task};
 use serde_json::Value;
-
-fn models() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/fetch.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run tests/models/fetch.sh");
-    assert!(
-        out.status.success(),
-        "tests/models/fetch.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 fn reference(name: &str) -> Value {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -288,6 +276,9 @@ fn bert_sequence_classification_matches_pytorch_logits_and_labels() {
         assert!(diff <= 1e-4, "logits differ by {diff}");
         assert_eq!(labels[0].label, want_label.as_str().expect("label"));
         let total: f32 = labels.iter().map(|l| l.score).sum();
-        assert!((total - 1.0).abs() < 1e-5, "3 labels, softmax sums to 1: {total}");
+        assert!(
+            (total - 1.0).abs() < 1e-5,
+            "3 labels, softmax sums to 1: {total}"
+        );
     }
 }

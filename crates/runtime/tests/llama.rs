@@ -6,8 +6,9 @@
 //! Run `cargo test --release -p lattice-runtime --test llama -- --nocapture` to see the decode
 //! speeds and how far the quantized path follows the float32 reference.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use candle_core::Device;
@@ -24,30 +25,8 @@ use serde_json::Value;
 /// ([`Llama::load_dequantized`]) matches all of them exactly.
 const QUANTIZED_MIN_MATCH: usize = 5;
 
-/// The test-model cache, from `tests/models/fetch.sh` (which downloads it when missing).
 fn models_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/fetch.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("run tests/models/fetch.sh");
-        assert!(
-            out.status.success(),
-            "fetch.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).expect("utf-8 path");
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("fetch.sh prints the path")
-                .trim(),
-        )
-    })
-    .clone()
+    common::models()
 }
 
 fn gguf() -> PathBuf {
@@ -364,40 +343,4 @@ fn bad_files_are_errors() {
         Llama::load(&cut, &Device::Cpu),
         Err(RuntimeError::InvalidModel(_))
     ));
-}
-
-/// Decode speed of both paths (meaningful in a release build; printed with --nocapture).
-#[test]
-fn decode_speed() {
-    let prompt = "Once upon a time, in a small village,";
-    let params = GenerateParams {
-        max_tokens: 64,
-        stop: Vec::new(),
-        ..Default::default()
-    };
-    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
-    {
-        let mut model = quantized();
-        model.generate(prompt, &greedy(4)).expect("warm up");
-        let out = model.generate(prompt, &params).expect("generate");
-        println!(
-            "candle quantized Q4_1 ({threads} threads): prompt {} tokens in {:.1} ms, decode {:.1} tokens/s over {} tokens",
-            out.prompt_tokens,
-            out.prompt_ms,
-            out.tokens_per_s,
-            out.tokens.len()
-        );
-        assert!(out.tokens_per_s > 0.0);
-    }
-    {
-        let mut model = dequantized();
-        let out = model.generate(prompt, &params).expect("generate");
-        println!(
-            "candle dequantized f32 ({threads} threads): prompt {} tokens in {:.1} ms, decode {:.1} tokens/s over {} tokens",
-            out.prompt_tokens,
-            out.prompt_ms,
-            out.tokens_per_s,
-            out.tokens.len()
-        );
-    }
 }

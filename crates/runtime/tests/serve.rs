@@ -1,27 +1,14 @@
 //! Serving with the real MiniLM: concurrent callers share batches and each gets its own
 //! answer; the byte-bounded cache evicts the least recently used model.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+use common::models;
+
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use lattice_runtime::batch::BatchConfig;
 use lattice_runtime::{Input, LoadOptions, Model, ModelSpec, Output, Runtime, RuntimeConfig};
-
-fn models() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/fetch.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run tests/models/fetch.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 fn vector(o: Output) -> Vec<f32> {
     match o {
