@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
-from transformers import BertConfig, BertForSequenceClassification
+from tokenizers import decoders, models, pre_tokenizers, trainers
+from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "crates/runtime/tests/data"
@@ -87,6 +88,90 @@ def bert_classifier():
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A model is a function from inputs to outputs, stored as weights.",
+    "Blocks are agreed by validators and executed by the EVM.",
+    "Content addressing names data by the hash of its bytes.",
+    "Once upon a time there was a small language model that liked to count: one, two, three.",
+    "def add(a, b):\n    return a + b\n",
+] * 20
+
+
+def gpt2():
+    """A tiny GPT-2 with its own byte-level BPE tokenizer (trained here on CORPUS)."""
+    out = DATA / "tiny-gpt2"
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.save(str(out / "tokenizer.json"))
+    eos = tok.token_to_id("<|endoftext|>")
+    torch.manual_seed(11)
+    config = GPT2Config(
+        vocab_size=tok.get_vocab_size(),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        architectures=["GPT2LMHeadModel"],
+    )
+    model = GPT2LMHeadModel(config).eval()
+    # A few hundred steps on CORPUS, so greedy decoding continues text instead of repeating
+    # one token (a random GPT-2 collapses), which is what exercises the KV cache.
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    data = [torch.tensor([tok.encode(t).ids]) for t in CORPUS[:6]]
+    for step in range(300):
+        x = data[step % len(data)]
+        loss = model(x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    prompts = ["Once upon a time", "def add(a, b):", "The quick brown"]
+    refs = []
+    for prompt in prompts:
+        ids = tok.encode(prompt).ids
+        x = torch.tensor([ids])
+        with torch.inference_mode():
+            logits = model(x).logits[0, -1]
+            gen = model.generate(
+                x,
+                max_new_tokens=16,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=eos,
+            )[0, len(ids):].tolist()
+            # The distribution each new token was picked from, computed without a cache
+            # over the whole sequence (the Rust side decodes with its KV cache).
+            full = torch.tensor([ids + gen])
+            steps = model(full).logits[0, len(ids) - 1 : len(ids) - 1 + len(gen)]
+        refs.append({
+            "prompt": prompt,
+            "prompt_ids": ids,
+            "last_logits": [float(f"{v:.7g}") for v in logits.tolist()],
+            "greedy": gen,
+            "step_logits": [[float(f"{v:.6g}") for v in row] for row in steps.tolist()],
+        })
+    (out / "reference.json").write_text(json.dumps({"torch": torch.__version__, "prompts": refs}) + "\n")
+    for extra in ["generation_config.json"]:
+        if (out / extra).exists():
+            os.remove(out / extra)
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     bert_classifier()
+    gpt2()

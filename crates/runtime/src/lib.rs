@@ -2,7 +2,7 @@
 //!
 //! Owns: finding out what a model folder is ([`spec`]), choosing a backend and device
 //! ([`device`]), tokenization ([`text`]), the model implementations (BERT-family encoders on
-//! candle in [`encoder`], GGUF llama decoders in [`llama`], ONNX graphs in [`onnx`]), image
+//! candle in [`encoder`], GPT-2 in [`gpt2`], GGUF llama decoders in [`llama`], ONNX graphs in [`onnx`]), image
 //! preprocessing ([`vision`]), the byte-bounded cache of loaded models ([`cache`]) and dynamic
 //! batching ([`batch`]), joined in [`serve::Runtime`].
 //!
@@ -20,6 +20,7 @@ pub mod device;
 pub mod encoder;
 mod error;
 pub mod generate;
+pub mod gpt2;
 pub mod kernels;
 pub mod llama;
 pub mod model;

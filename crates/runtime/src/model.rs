@@ -9,6 +9,7 @@ use crate::device::{Backend, DeviceChoice, cpu_features, cpu_threads};
 use crate::encoder::Encoder;
 use crate::error::{Result, RuntimeError};
 use crate::generate::{GenerateParams, Generation};
+use crate::gpt2::Gpt2;
 use crate::llama::Llama;
 use crate::onnx::{OnnxImage, OnnxText, SessionOptions};
 use crate::spec::{Family, Format, ModelSpec, Task};
@@ -107,6 +108,7 @@ enum Kind {
     OnnxText(OnnxText, TextTokenizer),
     OnnxImage(OnnxImage, Preprocess),
     Llama(Box<Mutex<Llama>>),
+    Gpt2(Box<Mutex<Gpt2>>),
 }
 
 /// A loaded model.
@@ -178,6 +180,10 @@ impl Model {
                 &spec.weights,
                 &device.candle_device()?,
             )?))),
+            (Format::Safetensors, Family::Gpt2) => Kind::Gpt2(Box::new(Mutex::new(Gpt2::load(
+                &spec,
+                &device.candle_device()?,
+            )?))),
             (format, family) => {
                 return Err(RuntimeError::Unsupported(format!(
                     "{family:?} as {format:?}; supported: {}",
@@ -243,6 +249,7 @@ impl Model {
             Kind::OnnxText(g, _) => g.weight_bytes(),
             Kind::OnnxImage(g, _) => g.weight_bytes(),
             Kind::Llama(l) => l.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
+            Kind::Gpt2(g) => g.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
         }
     }
 
@@ -318,6 +325,23 @@ impl Model {
                     };
                     Ok(Output::Generated {
                         generation: l.generate(&prompt, params)?,
+                    })
+                })
+                .collect(),
+            Kind::Gpt2(g) => inputs
+                .iter()
+                .map(|input| {
+                    let Input::Prompt { text, params, chat } = input else {
+                        return Err(wrong_input(input, self.spec.task));
+                    };
+                    if *chat {
+                        return Err(RuntimeError::InvalidInput(
+                            "GPT-2 has no chat template; send the raw prompt".into(),
+                        ));
+                    }
+                    let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+                    Ok(Output::Generated {
+                        generation: g.generate(text, params)?,
                     })
                 })
                 .collect(),

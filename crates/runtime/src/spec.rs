@@ -30,6 +30,8 @@ pub enum Family {
     Bert,
     /// Llama-family decoders from GGUF (SmolLM2, Llama, ...), candle.
     Llama,
+    /// GPT-2 decoders (`GPT2LMHeadModel` safetensors), candle.
+    Gpt2,
     /// An ONNX graph taking token ids (text encoder).
     OnnxText,
     /// An ONNX graph taking one image tensor (image classifier).
@@ -78,7 +80,8 @@ impl FromStr for Task {
 
 /// What this runtime can run, for error messages.
 pub const SUPPORTED: &str = "BERT-family encoders (model_type bert: MiniLM, BERT) as safetensors \
-     (embed, classify); llama-family decoders as GGUF (generate); ONNX text encoders taking \
+     (embed, classify); GPT-2 as safetensors (generate); llama-family decoders as GGUF \
+     (generate); ONNX text encoders taking \
      input_ids (embed) and ONNX image classifiers (classify-image)";
 
 /// A model folder, understood.
@@ -175,6 +178,7 @@ impl ModelSpec {
                     };
                     (Format::Safetensors, Family::Bert, task, w)
                 }
+                Some("gpt2") => (Format::Safetensors, Family::Gpt2, Task::Generate, w),
                 Some(other) => {
                     return Err(RuntimeError::Unsupported(format!(
                         "{}: model_type {other:?}; supported: {SUPPORTED}",
@@ -208,7 +212,7 @@ impl ModelSpec {
                 )));
             }
         };
-        if matches!(family, Family::Bert | Family::OnnxText) && tokenizer.is_none() {
+        if matches!(family, Family::Bert | Family::Gpt2 | Family::OnnxText) && tokenizer.is_none() {
             return Err(RuntimeError::InvalidModel(format!(
                 "{}: a text model needs tokenizer.json",
                 dir.display()
