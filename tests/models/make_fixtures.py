@@ -17,7 +17,16 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
-from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+import numpy as np
+from PIL import Image
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2LMHeadModel,
+    ViTConfig,
+    ViTForImageClassification,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "crates/runtime/tests/data"
@@ -171,7 +180,69 @@ def gpt2():
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+def vit():
+    """A tiny random ViT classifier with a ViTImageProcessor-style preprocessor_config.json.
+    The reference runs on 32x32 images (the model's size, so resizing is the identity in both
+    PIL and the image crate) and records the exact pixel_values PyTorch saw."""
+    out = DATA / "tiny-vit"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(5)
+    labels = ["cat", "dog", "ship", "tree", "car"]
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)},
+        architectures=["ViTForImageClassification"],
+    )
+    model = ViTForImageClassification(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layernorm" in name or name.endswith("bias") or "cls_token" in name or "position" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(out, safe_serialization=True)
+    pre = {
+        "image_processor_type": "ViTImageProcessor",
+        "do_resize": True,
+        "size": {"height": 32, "width": 32},
+        "resample": 2,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+    }
+    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=1) + "\n")
+    rng = np.random.default_rng(3)
+    refs = []
+    for i in range(3):
+        img = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        name = f"image{i}.png"
+        Image.fromarray(img).save(out / name)
+        x = (img.astype(np.float32) * np.float32(1 / 255) - 0.5) / 0.5
+        pixel_values = torch.from_numpy(x).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            logits = model(pixel_values=pixel_values).logits[0]
+        refs.append({
+            "file": name,
+            "logits": [float(f"{v:.7g}") for v in logits.tolist()],
+            "label": labels[int(logits.argmax())],
+        })
+    (out / "reference.json").write_text(json.dumps({"torch": torch.__version__, "images": refs}, indent=1) + "\n")
+    for extra in ["generation_config.json"]:
+        if (out / extra).exists():
+            os.remove(out / extra)
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     bert_classifier()
     gpt2()
+    vit()

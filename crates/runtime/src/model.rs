@@ -109,6 +109,11 @@ enum Kind {
     OnnxImage(OnnxImage, Preprocess),
     Llama(Box<Mutex<Llama>>),
     Gpt2(Box<Mutex<Gpt2>>),
+    Vit(
+        Box<candle_transformers::models::vit::Model>,
+        Preprocess,
+        candle_core::Device,
+    ),
 }
 
 /// A loaded model.
@@ -180,6 +185,41 @@ impl Model {
                 &spec.weights,
                 &device.candle_device()?,
             )?))),
+            (Format::Safetensors, Family::Vit) => {
+                let cfg: candle_transformers::models::vit::Config =
+                    serde_json::from_value(spec.config.clone()).map_err(|e| {
+                        RuntimeError::InvalidModel(format!(
+                            "{}: config.json: {e}",
+                            spec.dir.display()
+                        ))
+                    })?;
+                let labels = spec.labels.len();
+                if labels == 0 {
+                    return Err(RuntimeError::InvalidModel(
+                        "an image classifier needs id2label in config.json".into(),
+                    ));
+                }
+                let pre = Preprocess::from_dir(&spec.dir)?;
+                let (w, h) = pre.output_size((0, 0));
+                if (w as usize, h as usize) != (cfg.image_size, cfg.image_size) {
+                    return Err(RuntimeError::InvalidModel(format!(
+                        "{}: preprocessing makes {w}x{h} images, the model takes {1}x{1}",
+                        spec.dir.display(),
+                        cfg.image_size
+                    )));
+                }
+                let dev = device.candle_device()?;
+                // SAFETY: mapped read-only; model files are immutable once verified.
+                let vb = unsafe {
+                    candle_nn::VarBuilder::from_mmaped_safetensors(
+                        &[&spec.weights],
+                        candle_core::DType::F32,
+                        &dev,
+                    )?
+                };
+                let model = candle_transformers::models::vit::Model::new(&cfg, labels, vb)?;
+                Kind::Vit(Box::new(model), pre, dev)
+            }
             (Format::Safetensors, Family::Gpt2) => Kind::Gpt2(Box::new(Mutex::new(Gpt2::load(
                 &spec,
                 &device.candle_device()?,
@@ -250,6 +290,7 @@ impl Model {
             Kind::OnnxImage(g, _) => g.weight_bytes(),
             Kind::Llama(l) => l.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
             Kind::Gpt2(g) => g.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
+            Kind::Vit(..) => std::fs::metadata(&self.spec.weights).map_or(0, |m| m.len()),
         }
     }
 
@@ -276,40 +317,19 @@ impl Model {
         match &self.kind {
             Kind::Encoder(..) | Kind::OnnxText(..) => self.run_text(inputs),
             Kind::OnnxImage(g, pre) => {
-                let mut results: Vec<Option<Result<Output>>> = Vec::with_capacity(inputs.len());
-                let mut pixels = Vec::new();
-                let mut ok = Vec::new();
-                for (i, input) in inputs.iter().enumerate() {
-                    let Input::Image { bytes } = input else {
-                        results.push(Some(Err(wrong_input(input, self.spec.task))));
-                        continue;
-                    };
-                    match pre.run(bytes, g.layout, &mut pixels) {
-                        Ok(_) => {
-                            ok.push(i);
-                            results.push(None);
-                        }
-                        Err(e) => results.push(Some(Err(e))),
-                    }
-                }
-                if !ok.is_empty() {
-                    match g.classify(&pixels, ok.len()) {
-                        Ok(rows) => {
-                            for (i, probs) in ok.iter().zip(rows) {
-                                results[*i] = Some(Ok(self.labels(&probs, Vec::new())));
-                            }
-                        }
-                        Err(e) => {
-                            for i in &ok {
-                                results[*i] = Some(Err(RuntimeError::Onnx(e.to_string())));
-                            }
-                        }
-                    }
-                }
-                results
-                    .into_iter()
-                    .map(|r| r.unwrap_or_else(|| Err(RuntimeError::InvalidInput("not run".into()))))
-                    .collect()
+                self.run_images(inputs, pre, g.layout, |pixels, n| g.classify(pixels, n))
+            }
+            Kind::Vit(m, pre, dev) => {
+                self.run_images(inputs, pre, crate::onnx::Layout::Nchw, |pixels, n| {
+                    let (w, h) = pre.output_size((0, 0));
+                    let x = candle_core::Tensor::from_slice(
+                        pixels,
+                        (n, 3, h as usize, w as usize),
+                        dev,
+                    )?;
+                    let logits: Vec<Vec<f32>> = m.forward(&x)?.to_vec2()?;
+                    Ok(logits.iter().map(|row| crate::onnx::softmax(row)).collect())
+                })
             }
             Kind::Llama(l) => inputs
                 .iter()
@@ -346,6 +366,52 @@ impl Model {
                 })
                 .collect(),
         }
+    }
+
+    /// Preprocesses the images among `inputs` and classifies them as one batch with
+    /// `classify(pixels, n) -> probabilities per image`.
+    fn run_images(
+        &self,
+        inputs: &[Input],
+        pre: &Preprocess,
+        layout: crate::onnx::Layout,
+        classify: impl FnOnce(&[f32], usize) -> Result<Vec<Vec<f32>>>,
+    ) -> Vec<Result<Output>> {
+        let mut results: Vec<Option<Result<Output>>> = Vec::with_capacity(inputs.len());
+        let mut pixels = Vec::new();
+        let mut ok = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let Input::Image { bytes } = input else {
+                results.push(Some(Err(wrong_input(input, self.spec.task))));
+                continue;
+            };
+            match pre.run(bytes, layout, &mut pixels) {
+                Ok(_) => {
+                    ok.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !ok.is_empty() {
+            match classify(&pixels, ok.len()) {
+                Ok(rows) => {
+                    for (i, probs) in ok.iter().zip(rows) {
+                        results[*i] = Some(Ok(self.labels(&probs, Vec::new())));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for i in &ok {
+                        results[*i] = Some(Err(RuntimeError::InvalidInput(msg.clone())));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(RuntimeError::InvalidInput("not run".into()))))
+            .collect()
     }
 
     fn run_text(&self, inputs: &[Input]) -> Vec<Result<Output>> {

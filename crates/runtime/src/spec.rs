@@ -32,6 +32,8 @@ pub enum Family {
     Llama,
     /// GPT-2 decoders (`GPT2LMHeadModel` safetensors), candle.
     Gpt2,
+    /// Vision transformers (`ViTForImageClassification` safetensors), candle.
+    Vit,
     /// An ONNX graph taking token ids (text encoder).
     OnnxText,
     /// An ONNX graph taking one image tensor (image classifier).
@@ -80,7 +82,8 @@ impl FromStr for Task {
 
 /// What this runtime can run, for error messages.
 pub const SUPPORTED: &str = "BERT-family encoders (model_type bert: MiniLM, BERT) as safetensors \
-     (embed, classify); GPT-2 as safetensors (generate); llama-family decoders as GGUF \
+     (embed, classify); GPT-2 as safetensors (generate); ViT as safetensors (classify-image); \
+     llama-family decoders as GGUF \
      (generate); ONNX text encoders taking \
      input_ids (embed) and ONNX image classifiers (classify-image)";
 
@@ -179,6 +182,7 @@ impl ModelSpec {
                     (Format::Safetensors, Family::Bert, task, w)
                 }
                 Some("gpt2") => (Format::Safetensors, Family::Gpt2, Task::Generate, w),
+                Some("vit") => (Format::Safetensors, Family::Vit, Task::ClassifyImage, w),
                 Some(other) => {
                     return Err(RuntimeError::Unsupported(format!(
                         "{}: model_type {other:?}; supported: {SUPPORTED}",

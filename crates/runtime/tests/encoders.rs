@@ -282,3 +282,38 @@ fn bert_sequence_classification_matches_pytorch_logits_and_labels() {
         );
     }
 }
+
+#[test]
+fn vit_image_classification_matches_pytorch() {
+    // A tiny random ViTForImageClassification (tests/models/make_fixtures.py) on 32x32 PNGs:
+    // the model's own size, so the resize step is the identity here as in PIL.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-vit");
+    let r = reference("tiny-vit/reference.json");
+    let model = load(dir.clone(), &LoadOptions::default());
+    assert_eq!(model.task(), Task::ClassifyImage);
+    assert_eq!(model.backend(), lattice_runtime::Backend::Candle);
+    let images = r["images"].as_array().expect("images");
+    let inputs: Vec<Input> = images
+        .iter()
+        .map(|i| Input::Image {
+            bytes: std::fs::read(dir.join(i["file"].as_str().expect("file"))).expect("png"),
+        })
+        .collect();
+    for (img, out) in images.iter().zip(model.run_batch(&inputs)) {
+        let Output::Labels { labels, .. } = out.expect("classify") else {
+            panic!("expected labels");
+        };
+        let want = floats(&img["logits"]);
+        let want_probs = {
+            let max = want.iter().cloned().fold(f32::MIN, f32::max);
+            let e: Vec<f32> = want.iter().map(|x| (x - max).exp()).collect();
+            let s: f32 = e.iter().sum();
+            e.into_iter().map(|x| x / s).collect::<Vec<_>>()
+        };
+        assert_eq!(labels[0].label, img["label"].as_str().expect("label"));
+        for l in &labels {
+            let d = (l.score - want_probs[l.index]).abs();
+            assert!(d <= 1e-5, "{}: {} vs {}", l.label, l.score, want_probs[l.index]);
+        }
+    }
+}
