@@ -22,6 +22,8 @@ from PIL import Image
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
     ViTConfig,
@@ -60,10 +62,10 @@ def bert_classifier():
     torch.manual_seed(7)
     config = BertConfig(
         vocab_size=30522,
-        hidden_size=32,
+        hidden_size=16,
         num_hidden_layers=2,
         num_attention_heads=4,
-        intermediate_size=64,
+        intermediate_size=32,
         max_position_embeddings=128,
         num_labels=3,
         id2label={0: "negative", 1: "neutral", 2: "positive"},
@@ -180,6 +182,45 @@ def gpt2():
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+def distilbert_classifier():
+    """A tiny random DistilBertForSequenceClassification (MiniLM's uncased tokenizer)."""
+    out = DATA / "tiny-distilbert-classifier"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(9)
+    config = DistilBertConfig(
+        vocab_size=30522,
+        dim=16,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=32,
+        max_position_embeddings=128,
+        num_labels=2,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+        architectures=["DistilBertForSequenceClassification"],
+    )
+    model = DistilBertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name or "LayerNorm" in name or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(out, safe_serialization=True)
+    shutil.copy(MODELS / "minilm/tokenizer.json", out / "tokenizer.json")
+    tok = tokenizer(out / "tokenizer.json")
+    ids, mask, raw = batch(tok, TEXTS)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    ref = {
+        "torch": torch.__version__,
+        "texts": TEXTS,
+        "input_ids": raw,
+        "logits": [[float(f"{x:.7g}") for x in row] for row in logits.tolist()],
+        "labels": [config.id2label[int(i)] for i in logits.argmax(-1)],
+    }
+    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 def vit():
     """A tiny random ViT classifier with a ViTImageProcessor-style preprocessor_config.json.
     The reference runs on 32x32 images (the model's size, so resizing is the identity in both
@@ -244,5 +285,6 @@ def vit():
 if __name__ == "__main__":
     torch.set_num_threads(1)
     bert_classifier()
+    distilbert_classifier()
     gpt2()
     vit()

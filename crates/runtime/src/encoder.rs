@@ -48,11 +48,45 @@ pub struct EncoderConfig {
     pub max_position_embeddings: usize,
     /// Segment types.
     pub type_vocab_size: usize,
+    /// Which checkpoint layout the weights use.
+    pub kind: EncoderKind,
+}
+
+/// The weight layouts read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// `BertModel` (`embeddings.*`, `encoder.layer.N.attention.self.query`, …; pooler head).
+    Bert,
+    /// `DistilBertModel` (`transformer.layer.N.attention.q_lin`, …; no token types;
+    /// pre-classifier head).
+    DistilBert,
 }
 
 impl EncoderConfig {
-    /// Reads a BERT `config.json`.
+    /// Reads a BERT or DistilBERT `config.json`.
     pub fn from_json(v: &Value) -> Result<Self> {
+        if v.get("model_type").and_then(Value::as_str) == Some("distilbert") {
+            let mut m = v.clone();
+            if let Some(o) = m.as_object_mut() {
+                for (from, to) in [
+                    ("dim", "hidden_size"),
+                    ("n_layers", "num_hidden_layers"),
+                    ("n_heads", "num_attention_heads"),
+                    ("hidden_dim", "intermediate_size"),
+                    ("activation", "hidden_act"),
+                ] {
+                    if let Some(x) = o.get(from).cloned() {
+                        o.insert(to.to_string(), x);
+                    }
+                }
+                o.insert("model_type".into(), "bert".into());
+                o.insert("layer_norm_eps".into(), 1e-12.into());
+            }
+            let mut c = Self::from_json(&m)?;
+            c.kind = EncoderKind::DistilBert;
+            c.type_vocab_size = 0;
+            return Ok(c);
+        }
         let n = |k: &str| -> Result<usize> {
             v.get(k)
                 .and_then(Value::as_u64)
@@ -94,6 +128,7 @@ impl EncoderConfig {
                 .get("type_vocab_size")
                 .and_then(Value::as_u64)
                 .unwrap_or(2) as usize,
+            kind: EncoderKind::Bert,
         };
         if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(RuntimeError::InvalidModel(format!(
@@ -157,9 +192,42 @@ impl Layer {
     fn load(vb: VarBuilder, c: &EncoderConfig) -> Result<Self> {
         let h = c.hidden_size;
         let att = vb.pp("attention");
-        let q = linear(att.pp("self").pp("query"), h, h)?;
-        let k = linear(att.pp("self").pp("key"), h, h)?;
-        let v = linear(att.pp("self").pp("value"), h, h)?;
+        // (query, key, value, attention output, attention norm, ffn in, ffn out, ffn norm)
+        let names = match c.kind {
+            EncoderKind::Bert => [
+                att.pp("self").pp("query"),
+                att.pp("self").pp("key"),
+                att.pp("self").pp("value"),
+                att.pp("output").pp("dense"),
+                att.pp("output").pp("LayerNorm"),
+                vb.pp("intermediate").pp("dense"),
+                vb.pp("output").pp("dense"),
+                vb.pp("output").pp("LayerNorm"),
+            ],
+            EncoderKind::DistilBert => [
+                att.pp("q_lin"),
+                att.pp("k_lin"),
+                att.pp("v_lin"),
+                att.pp("out_lin"),
+                vb.pp("sa_layer_norm"),
+                vb.pp("ffn").pp("lin1"),
+                vb.pp("ffn").pp("lin2"),
+                vb.pp("output_layer_norm"),
+            ],
+        };
+        let [
+            q_vb,
+            k_vb,
+            v_vb,
+            out_vb,
+            ln_attn_vb,
+            ff_in_vb,
+            ff_out_vb,
+            ln_ff_vb,
+        ] = names;
+        let q = linear(q_vb, h, h)?;
+        let k = linear(k_vb, h, h)?;
+        let v = linear(v_vb, h, h)?;
         // softmax(q·kᵀ/√d): the 1/√d goes into the query projection once, at load.
         let scale = 1.0 / ((h / c.num_attention_heads) as f64).sqrt();
         let bias = |l: &Linear| -> Result<Tensor> {
@@ -171,15 +239,11 @@ impl Layer {
         let b = Tensor::cat(&[&(bias(&q)? * scale)?, &bias(&k)?, &bias(&v)?], 0)?;
         Ok(Self {
             qkv: Dense::new(Linear::new(w, Some(b)))?,
-            out: Dense::new(linear(att.pp("output").pp("dense"), h, h)?)?,
-            ln_attn: LayerNorm::load(att.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
-            ff_in: Dense::new(linear(
-                vb.pp("intermediate").pp("dense"),
-                h,
-                c.intermediate_size,
-            )?)?,
-            ff_out: Dense::new(linear(vb.pp("output").pp("dense"), c.intermediate_size, h)?)?,
-            ln_ff: LayerNorm::load(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
+            out: Dense::new(linear(out_vb, h, h)?)?,
+            ln_attn: LayerNorm::load(ln_attn_vb, h, c.layer_norm_eps)?,
+            ff_in: Dense::new(linear(ff_in_vb, h, c.intermediate_size)?)?,
+            ff_out: Dense::new(linear(ff_out_vb, c.intermediate_size, h)?)?,
+            ln_ff: LayerNorm::load(ln_ff_vb, h, c.layer_norm_eps)?,
         })
     }
 
@@ -225,16 +289,25 @@ impl Layer {
     }
 }
 
+/// A classification head on the first token.
+enum Head {
+    /// BERT: pooler (dense + tanh), then the classifier.
+    Pooler(Linear, Linear),
+    /// DistilBERT: pre-classifier (dense + ReLU), then the classifier.
+    PreClassifier(Linear, Linear),
+}
+
 /// A loaded BERT-family encoder.
 pub struct Encoder {
     config: EncoderConfig,
     word: Tensor,
     position: Tensor,
-    token_type: Tensor,
+    /// Segment embeddings (none in DistilBERT).
+    token_type: Option<Tensor>,
     ln_emb: LayerNorm,
     layers: Vec<Layer>,
     /// Pooler (dense + tanh on the first token) and classifier, for [`Task::Classify`].
-    head: Option<(Linear, Linear)>,
+    head: Option<Head>,
     device: Device,
     bytes: u64,
 }
@@ -247,8 +320,13 @@ impl Encoder {
         // model was loaded from (its blocks are content-addressed and immutable).
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&spec.weights], DType::F32, device)? };
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
+        let root = vb.clone();
+        let prefix = match config.kind {
+            EncoderKind::Bert => "bert",
+            EncoderKind::DistilBert => "distilbert",
+        };
+        let vb = if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
+            vb.pp(prefix)
         } else {
             vb
         };
@@ -257,10 +335,20 @@ impl Encoder {
         let emb = vb.pp("embeddings");
         let word = emb.get((c.vocab_size, h), "word_embeddings.weight")?;
         let position = emb.get((c.max_position_embeddings, h), "position_embeddings.weight")?;
-        let token_type = emb.get((c.type_vocab_size, h), "token_type_embeddings.weight")?;
+        let token_type = if c.type_vocab_size > 0 {
+            Some(emb.get((c.type_vocab_size, h), "token_type_embeddings.weight")?)
+        } else {
+            None
+        };
         let ln_emb = LayerNorm::load(emb.pp("LayerNorm"), h, c.layer_norm_eps)?;
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp("encoder").pp("layer").pp(i), c))
+            .map(|i| {
+                let layers = match c.kind {
+                    EncoderKind::Bert => vb.pp("encoder").pp("layer"),
+                    EncoderKind::DistilBert => vb.pp("transformer").pp("layer"),
+                };
+                Layer::load(layers.pp(i), c)
+            })
             .collect::<Result<Vec<_>>>()?;
         let head = if spec.task == Task::Classify {
             let n = spec.labels.len().max(
@@ -274,13 +362,17 @@ impl Encoder {
                     "a classifier needs id2label (or num_labels) in config.json".into(),
                 ));
             }
-            let pooler = linear(vb.pp("pooler").pp("dense"), h, h)?;
-            // The classifier sits beside `bert.` in *ForSequenceClassification checkpoints.
-            let root = unsafe {
-                VarBuilder::from_mmaped_safetensors(&[&spec.weights], DType::F32, device)?
-            };
+            // The heads sit beside `bert.`/`distilbert.` in *ForSequenceClassification
+            // checkpoints.
             let classifier = linear(root.pp("classifier"), h, n)?;
-            Some((pooler, classifier))
+            Some(match c.kind {
+                EncoderKind::Bert => {
+                    Head::Pooler(linear(vb.pp("pooler").pp("dense"), h, h)?, classifier)
+                }
+                EncoderKind::DistilBert => {
+                    Head::PreClassifier(linear(root.pp("pre_classifier"), h, h)?, classifier)
+                }
+            })
         } else {
             None
         };
@@ -288,7 +380,9 @@ impl Encoder {
         let mut count = |t: &Tensor| bytes += (t.elem_count() * 4) as u64;
         count(&word);
         count(&position);
-        count(&token_type);
+        if let Some(t) = &token_type {
+            count(t);
+        }
         for l in &layers {
             for d in [&l.qkv, &l.out, &l.ff_in, &l.ff_out] {
                 bytes += d.bytes();
@@ -341,7 +435,7 @@ impl Encoder {
         if let Some(&bad) = batch
             .type_ids
             .iter()
-            .find(|&&t| t as usize >= c.type_vocab_size)
+            .find(|&&t| t as usize >= c.type_vocab_size.max(1))
         {
             return Err(RuntimeError::InvalidInput(format!(
                 "token type {bad} out of range"
@@ -357,7 +451,10 @@ impl Encoder {
         let x = x
             .broadcast_add(&self.position.narrow(0, 0, s)?)?
             .reshape((b * s, c.hidden_size))?;
-        let x = (x + self.token_type.index_select(&types, 0)?)?;
+        let x = match &self.token_type {
+            Some(t) => (x + t.index_select(&types, 0)?)?,
+            None => x,
+        };
         let mut x = self.ln_emb.forward(&x)?;
         let mask_bias = if batch.unpadded() {
             None
@@ -398,14 +495,17 @@ impl Encoder {
 
     /// Classification logits, `[batch][labels]`.
     pub fn classify(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
-        let Some((pooler, classifier)) = &self.head else {
+        let Some(head) = &self.head else {
             return Err(RuntimeError::Unsupported(
                 "this encoder was loaded for embeddings, not classification".into(),
             ));
         };
         let hidden = self.hidden_states(batch)?;
         let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-        let pooled = pooler.forward(&first)?.tanh()?;
+        let (pooled, classifier) = match head {
+            Head::Pooler(pooler, classifier) => (pooler.forward(&first)?.tanh()?, classifier),
+            Head::PreClassifier(pre, classifier) => (pre.forward(&first)?.relu()?, classifier),
+        };
         Ok(classifier.forward(&pooled)?.to_vec2()?)
     }
 }

@@ -313,7 +313,43 @@ fn vit_image_classification_matches_pytorch() {
         assert_eq!(labels[0].label, img["label"].as_str().expect("label"));
         for l in &labels {
             let d = (l.score - want_probs[l.index]).abs();
-            assert!(d <= 1e-5, "{}: {} vs {}", l.label, l.score, want_probs[l.index]);
+            assert!(
+                d <= 1e-5,
+                "{}: {} vs {}",
+                l.label,
+                l.score,
+                want_probs[l.index]
+            );
         }
+    }
+}
+
+#[test]
+fn distilbert_sequence_classification_matches_pytorch() {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-distilbert-classifier");
+    let r = reference("tiny-distilbert-classifier/reference.json");
+    let model = load(dir, &LoadOptions::default());
+    assert_eq!(model.task(), Task::Classify);
+    let texts: Vec<Input> = r["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| Input::Text {
+            text: t.as_str().expect("text").to_string(),
+        })
+        .collect();
+    for ((out, want), want_label) in model
+        .run_batch(&texts)
+        .into_iter()
+        .zip(r["logits"].as_array().expect("logits"))
+        .zip(r["labels"].as_array().expect("labels"))
+    {
+        let Output::Labels { labels, logits } = out.expect("classify") else {
+            panic!("expected labels");
+        };
+        let diff = max_abs_diff(&logits, &floats(want));
+        assert!(diff <= 1e-4, "logits differ by {diff}");
+        assert_eq!(labels[0].label, want_label.as_str().expect("label"));
     }
 }
