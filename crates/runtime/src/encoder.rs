@@ -12,7 +12,7 @@ use candle_nn::{Linear, VarBuilder};
 use serde_json::Value;
 
 use crate::error::{Result, RuntimeError};
-use crate::kernels::{Dense, Gelu};
+use crate::kernels::{Attention, Dense, Gelu};
 use crate::spec::{ModelSpec, Task};
 use crate::text::TokenBatch;
 
@@ -255,29 +255,40 @@ impl Layer {
         s: usize,
         c: &EncoderConfig,
         mask_bias: Option<&Tensor>,
+        mask: Option<&[u32]>,
         act: Activation,
     ) -> Result<Tensor> {
         let h = c.hidden_size;
         let nh = c.num_attention_heads;
         let d = h / nh;
         let qkv = self.qkv.forward(x)?;
-        let qkv = qkv
-            .reshape((b, s, 3, nh, d))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let q = qkv.get(0)?;
-        let k = qkv.get(1)?;
-        let v = qkv.get(2)?;
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(m) = mask_bias {
-            scores = scores.broadcast_add(m)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b * s, h))?;
+        let ctx = if qkv.device().is_cpu() {
+            Attention {
+                batch: b,
+                seq: s,
+                heads: nh,
+                mask: mask.map(<[u32]>::to_vec),
+            }
+            .forward(&qkv)?
+        } else {
+            let qkv = qkv
+                .reshape((b, s, 3, nh, d))?
+                .permute((2, 0, 3, 1, 4))?
+                .contiguous()?;
+            let q = qkv.get(0)?;
+            let k = qkv.get(1)?;
+            let v = qkv.get(2)?;
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(m) = mask_bias {
+                scores = scores.broadcast_add(m)?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b * s, h))?
+        };
         let x = self.ln_attn.forward(&(self.out.forward(&ctx)? + x)?)?;
         let ff = self.ff_in.forward(&x)?;
         let ff = match act {
@@ -468,7 +479,8 @@ impl Encoder {
             Some(Tensor::from_vec(bias, (b, 1, 1, s), dev)?)
         };
         for layer in &self.layers {
-            x = layer.forward(&x, b, s, c, mask_bias.as_ref(), c.hidden_act)?;
+            let mask = (!batch.unpadded()).then_some(&batch.mask[..]);
+            x = layer.forward(&x, b, s, c, mask_bias.as_ref(), mask, c.hidden_act)?;
         }
         Ok(x.reshape((b, s, c.hidden_size))?)
     }

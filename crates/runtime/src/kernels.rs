@@ -110,6 +110,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The element at `i` (a method, so closures capture the whole `Send` wrapper).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
 /// `out[t][j] = Σ_i x[t][i]·w[j][i] + bias[j]`; `x` is `[m, k]`, `packed` is
 /// [`pack`]`(w, n, k)`. Every output sums over `i` in order, in one thread.
 pub fn linear(x: &[f32], m: usize, k: usize, packed: &[f32], n: usize, bias: &[f32]) -> Vec<f32> {
@@ -423,4 +430,120 @@ mod erf_tests {
         }
         s * h / 3.0 * 2.0 / std::f64::consts::PI.sqrt()
     }
+}
+
+/// Self-attention of one layer straight from the fused `[b·s, 3h]` projection (queries
+/// already scaled by 1/√d): per (item, head), scores against the item's unpadded keys,
+/// softmax, weighted sum of values, written to `[b·s, h]`. One task per (item, head), so a
+/// token's output depends only on its own item — padding keys are skipped, not masked — and
+/// never on the thread count. Replaces candle's reshape/permute copies and the two batched
+/// matmuls, which dispatched hundreds of tiny GEMMs per layer at batch 32.
+pub struct Attention {
+    /// Items in the batch.
+    pub batch: usize,
+    /// Tokens per item (padded).
+    pub seq: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Per-token 1/0 mask, `[batch, seq]`; `None` = no padding.
+    pub mask: Option<Vec<u32>>,
+}
+
+impl Attention {
+    /// Runs on `qkv` (`[b·s, 3h]`, f32, CPU).
+    pub fn forward(&self, qkv: &Tensor) -> Result<Tensor> {
+        Ok(qkv.apply_op1_no_bwd(self)?)
+    }
+}
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "lattice-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("lattice-attention takes f32");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("lattice-attention: input must be contiguous");
+        };
+        let (rows, three_h) = layout.shape().dims2()?;
+        let (b, s, nh) = (self.batch, self.seq, self.heads);
+        if rows != b * s || three_h % 3 != 0 || (three_h / 3) % nh != 0 {
+            candle_core::bail!(
+                "lattice-attention: shape [{rows}, {three_h}] for batch {b} × {s}, {nh} heads"
+            );
+        }
+        if self.mask.as_ref().is_some_and(|m| m.len() != b * s) {
+            candle_core::bail!("lattice-attention: mask length");
+        }
+        let h = three_h / 3;
+        let d = h / nh;
+        let qkv = &data[start..end];
+        let mut out = vec![0f32; b * s * h];
+        let ptr = OutPtr(out.as_mut_ptr());
+        let task = |job: usize| {
+            let (item, head) = (job / nh, job % nh);
+            let valid: Vec<usize> = (0..s)
+                .filter(|&j| self.mask.as_ref().is_none_or(|m| m[item * s + j] != 0))
+                .collect();
+            let mut scores = vec![0f32; valid.len()];
+            let mut ctx = vec![0f32; d];
+            for i in 0..s {
+                let q = &qkv[(item * s + i) * three_h + head * d..][..d];
+                let mut max = f32::NEG_INFINITY;
+                for (sc, &j) in scores.iter_mut().zip(&valid) {
+                    let k = &qkv[(item * s + j) * three_h + h + head * d..][..d];
+                    *sc = dot(q, k);
+                    max = max.max(*sc);
+                }
+                let mut sum = 0f32;
+                for sc in scores.iter_mut() {
+                    *sc = (*sc - max).exp();
+                    sum += *sc;
+                }
+                ctx.iter_mut().for_each(|c| *c = 0.0);
+                for (&p, &j) in scores.iter().zip(&valid) {
+                    let v = &qkv[(item * s + j) * three_h + 2 * h + head * d..][..d];
+                    let p = p / sum;
+                    for (c, &x) in ctx.iter_mut().zip(v) {
+                        *c += p * x;
+                    }
+                }
+                for (t, &c) in ctx.iter().enumerate() {
+                    // SAFETY: row item·s+i, columns head·d.. of this (item, head) only.
+                    unsafe { *ptr.at((item * s + i) * h + head * d + t) = c };
+                }
+            }
+        };
+        if b * nh * s * s * d < 1 << 15 {
+            (0..b * nh).for_each(task);
+        } else {
+            (0..b * nh).into_par_iter().for_each(task);
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b * s, h))))
+    }
+}
+
+/// Dot product in 8 lanes (vectorizes without reassociating across lanes), fixed order.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = a.len() / 8 * 8;
+    for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
+        for l in 0..8 {
+            lanes[l] += ca[l] * cb[l];
+        }
+    }
+    let mut s = ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6]))
+        + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+    for (x, y) in a[chunks..].iter().zip(&b[chunks..]) {
+        s += x * y;
+    }
+    s
 }
