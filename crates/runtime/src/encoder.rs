@@ -256,7 +256,6 @@ impl Layer {
         c: &EncoderConfig,
         mask_bias: Option<&Tensor>,
         mask: Option<&[u32]>,
-        act: Activation,
     ) -> Result<Tensor> {
         let h = c.hidden_size;
         let nh = c.num_attention_heads;
@@ -291,7 +290,7 @@ impl Layer {
         };
         let x = self.ln_attn.forward(&(self.out.forward(&ctx)? + x)?)?;
         let ff = self.ff_in.forward(&x)?;
-        let ff = match act {
+        let ff = match c.hidden_act {
             Activation::Gelu => Gelu::forward(&ff)?,
             Activation::GeluTanh => ff.gelu()?,
             Activation::Relu => ff.relu()?,
@@ -480,7 +479,7 @@ impl Encoder {
         };
         for layer in &self.layers {
             let mask = (!batch.unpadded()).then_some(&batch.mask[..]);
-            x = layer.forward(&x, b, s, c, mask_bias.as_ref(), mask, c.hidden_act)?;
+            x = layer.forward(&x, b, s, c, mask_bias.as_ref(), mask)?;
         }
         Ok(x.reshape((b, s, c.hidden_size))?)
     }
