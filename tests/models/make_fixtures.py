@@ -56,27 +56,17 @@ def batch(tok, texts):
     return torch.tensor(ids), torch.tensor(mask), [e.ids for e in enc]
 
 
-def bert_classifier():
-    out = DATA / "tiny-bert-classifier"
+def classifier(name, config, model_cls, seed):
+    """A tiny random *ForSequenceClassification with MiniLM's uncased tokenizer and PyTorch's
+    logits on TEXTS (padded batch)."""
+    out = DATA / name
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(7)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=32,
-        max_position_embeddings=128,
-        num_labels=3,
-        id2label={0: "negative", 1: "neutral", 2: "positive"},
-        label2id={"negative": 0, "neutral": 1, "positive": 2},
-        architectures=["BertForSequenceClassification"],
-    )
-    model = BertForSequenceClassification(config).eval()
-    # Random init leaves LayerNorm at 1/0 and biases at 0; perturb them so the test sees them.
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    # Random init leaves norms at 1/0 and biases at 0; perturb them so the test sees them.
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
+        for pname, p in model.named_parameters():
+            if "LayerNorm" in pname or "layer_norm" in pname or pname.endswith("bias"):
                 p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(out, safe_serialization=True)
     shutil.copy(MODELS / "minilm/tokenizer.json", out / "tokenizer.json")
@@ -92,11 +82,42 @@ def bert_classifier():
         "labels": [config.id2label[int(i)] for i in logits.argmax(-1)],
     }
     (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
-    # Drop what save_pretrained adds that the runtime does not read.
-    for extra in ["generation_config.json"]:
-        if (out / extra).exists():
-            os.remove(out / extra)
+    if (out / "generation_config.json").exists():
+        os.remove(out / "generation_config.json")
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
+def bert_classifier():
+    labels = ["negative", "neutral", "positive"]
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_position_embeddings=128,
+        num_labels=3,
+        id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)},
+        architectures=["BertForSequenceClassification"],
+    )
+    classifier("tiny-bert-classifier", config, BertForSequenceClassification, 7)
+
+
+def distilbert_classifier():
+    config = DistilBertConfig(
+        vocab_size=30522,
+        dim=16,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=32,
+        max_position_embeddings=128,
+        num_labels=2,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+        architectures=["DistilBertForSequenceClassification"],
+    )
+    classifier("tiny-distilbert-classifier", config, DistilBertForSequenceClassification, 9)
 
 
 CORPUS = [
@@ -179,45 +200,6 @@ def gpt2():
     for extra in ["generation_config.json"]:
         if (out / extra).exists():
             os.remove(out / extra)
-    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
-
-
-def distilbert_classifier():
-    """A tiny random DistilBertForSequenceClassification (MiniLM's uncased tokenizer)."""
-    out = DATA / "tiny-distilbert-classifier"
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(9)
-    config = DistilBertConfig(
-        vocab_size=30522,
-        dim=16,
-        n_layers=2,
-        n_heads=4,
-        hidden_dim=32,
-        max_position_embeddings=128,
-        num_labels=2,
-        id2label={0: "NEGATIVE", 1: "POSITIVE"},
-        label2id={"NEGATIVE": 0, "POSITIVE": 1},
-        architectures=["DistilBertForSequenceClassification"],
-    )
-    model = DistilBertForSequenceClassification(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "layer_norm" in name or "LayerNorm" in name or name.endswith("bias"):
-                p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(out, safe_serialization=True)
-    shutil.copy(MODELS / "minilm/tokenizer.json", out / "tokenizer.json")
-    tok = tokenizer(out / "tokenizer.json")
-    ids, mask, raw = batch(tok, TEXTS)
-    with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask).logits
-    ref = {
-        "torch": torch.__version__,
-        "texts": TEXTS,
-        "input_ids": raw,
-        "logits": [[float(f"{x:.7g}") for x in row] for row in logits.tolist()],
-        "labels": [config.id2label[int(i)] for i in logits.argmax(-1)],
-    }
-    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 

@@ -147,14 +147,15 @@ impl EncoderConfig {
     }
 }
 
-struct LayerNorm {
+/// Layer norm with weight and bias (candle's fused kernel); GPT-2 uses it too.
+pub(crate) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f32,
 }
 
 impl LayerNorm {
-    fn load(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
+    pub(crate) fn load(vb: VarBuilder, size: usize, eps: f64) -> Result<Self> {
         Ok(Self {
             weight: vb.get(size, "weight")?,
             bias: vb.get(size, "bias")?,
@@ -162,7 +163,7 @@ impl LayerNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::layer_norm(
             x,
             &self.weight,

@@ -8,34 +8,10 @@ use candle_nn::VarBuilder;
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
+use crate::encoder::LayerNorm;
 use crate::error::{Result, RuntimeError};
 use crate::generate::{GenerateParams, Generation, StopReason, find_stop, sample};
 use crate::spec::ModelSpec;
-
-struct Norm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl Norm {
-    fn load(vb: VarBuilder, n: usize, eps: f64) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get(n, "weight")?,
-            bias: vb.get(n, "bias")?,
-            eps: eps as f32,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(
-            x,
-            &self.weight,
-            &self.bias,
-            self.eps,
-        )?)
-    }
-}
 
 /// GPT-2's `Conv1D`: `y = x·W + b` with `W` stored `[in, out]`.
 struct Conv1D {
@@ -57,10 +33,10 @@ impl Conv1D {
 }
 
 struct Block {
-    ln_1: Norm,
+    ln_1: LayerNorm,
     c_attn: Conv1D,
     c_proj: Conv1D,
-    ln_2: Norm,
+    ln_2: LayerNorm,
     c_fc: Conv1D,
     mlp_proj: Conv1D,
 }
@@ -73,7 +49,7 @@ pub struct Gpt2 {
     wte: Tensor,
     wpe: Tensor,
     blocks: Vec<Block>,
-    ln_f: Norm,
+    ln_f: LayerNorm,
     tokenizer: Tokenizer,
     eos: Option<u32>,
     /// Keys and values of the positions seen so far, per layer: `[heads, len, head_dim]`.
@@ -135,16 +111,16 @@ impl Gpt2 {
             .map(|i| {
                 let b = vb.pp("h").pp(i);
                 Ok(Block {
-                    ln_1: Norm::load(b.pp("ln_1"), n_embd, eps)?,
+                    ln_1: LayerNorm::load(b.pp("ln_1"), n_embd, eps)?,
                     c_attn: Conv1D::load(b.pp("attn").pp("c_attn"), n_embd, 3 * n_embd)?,
                     c_proj: Conv1D::load(b.pp("attn").pp("c_proj"), n_embd, n_embd)?,
-                    ln_2: Norm::load(b.pp("ln_2"), n_embd, eps)?,
+                    ln_2: LayerNorm::load(b.pp("ln_2"), n_embd, eps)?,
                     c_fc: Conv1D::load(b.pp("mlp").pp("c_fc"), n_embd, 4 * n_embd)?,
                     mlp_proj: Conv1D::load(b.pp("mlp").pp("c_proj"), 4 * n_embd, n_embd)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let ln_f = Norm::load(vb.pp("ln_f"), n_embd, eps)?;
+        let ln_f = LayerNorm::load(vb.pp("ln_f"), n_embd, eps)?;
         let tok_path = spec
             .tokenizer
             .as_ref()

@@ -68,9 +68,7 @@ impl CustomOp1 for Dense {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("lattice-dense takes f32");
-        };
+        let data = contiguous_f32(storage, layout, "lattice-dense")?;
         let (m, k) = layout.shape().dims2()?;
         if k != self.k {
             candle_core::bail!(
@@ -78,12 +76,24 @@ impl CustomOp1 for Dense {
                 self.k
             );
         }
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("lattice-dense: input must be contiguous");
-        };
-        let out = linear(&data[start..end], m, k, &self.weight, self.n, &self.bias);
+        let out = linear(data, m, k, &self.weight, self.n, &self.bias);
         Ok((CpuStorage::F32(out), Shape::from((m, self.n))))
     }
+}
+
+/// The f32 elements of a contiguous CPU tensor, or an error naming the op.
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op} takes f32");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: input must be contiguous");
+    };
+    Ok(&data[start..end])
 }
 
 /// Columns per packed panel: two AVX registers of 8.
@@ -338,13 +348,8 @@ impl CustomOp1 for Gelu {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("lattice-gelu takes f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("lattice-gelu: input must be contiguous");
-        };
-        let src = &data[start..end];
+        let data = contiguous_f32(storage, layout, "lattice-gelu")?;
+        let src = data;
         let mut out = vec![0f32; src.len()];
         let chunk = 16 * 1024;
         let run = |(o, s): (&mut [f32], &[f32])| gelu_slice(s, o);
@@ -466,12 +471,7 @@ impl CustomOp1 for Attention {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("lattice-attention takes f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("lattice-attention: input must be contiguous");
-        };
+        let data = contiguous_f32(storage, layout, "lattice-attention")?;
         let (rows, three_h) = layout.shape().dims2()?;
         let (b, s, nh) = (self.batch, self.seq, self.heads);
         if rows != b * s || three_h % 3 != 0 || (three_h / 3) % nh != 0 {
@@ -484,7 +484,7 @@ impl CustomOp1 for Attention {
         }
         let h = three_h / 3;
         let d = h / nh;
-        let qkv = &data[start..end];
+        let qkv = data;
         let mut out = vec![0f32; b * s * h];
         let ptr = OutPtr(out.as_mut_ptr());
         let task = |job: usize| {
