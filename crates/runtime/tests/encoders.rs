@@ -247,12 +247,14 @@ fn open_nsfw_scores_follow_the_packages_pipeline() {
     assert!(matches!(bad, Err(RuntimeError::InvalidInput(_))), "{bad:?}");
 }
 
-#[test]
-fn bert_sequence_classification_matches_pytorch_logits_and_labels() {
-    // A tiny random BertForSequenceClassification with PyTorch's logits
-    // (tests/models/make_fixtures.py).
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-bert-classifier");
-    let r = reference("tiny-bert-classifier/reference.json");
+/// A tiny random *ForSequenceClassification with PyTorch's logits
+/// (tests/models/make_fixtures.py): logits within 1e-4, the same best label, scores summing
+/// to 1.
+fn check_classifier(name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    let r = reference(&format!("{name}/reference.json"));
     let model = load(dir, &LoadOptions::default());
     assert_eq!(model.task(), Task::Classify);
     let texts: Vec<Input> = r["texts"]
@@ -263,8 +265,8 @@ fn bert_sequence_classification_matches_pytorch_logits_and_labels() {
             text: t.as_str().expect("text").to_string(),
         })
         .collect();
-    let outs = model.run_batch(&texts);
-    for ((out, want), want_label) in outs
+    for ((out, want), want_label) in model
+        .run_batch(&texts)
         .into_iter()
         .zip(r["logits"].as_array().expect("logits"))
         .zip(r["labels"].as_array().expect("labels"))
@@ -273,14 +275,24 @@ fn bert_sequence_classification_matches_pytorch_logits_and_labels() {
             panic!("expected labels");
         };
         let diff = max_abs_diff(&logits, &floats(want));
-        assert!(diff <= 1e-4, "logits differ by {diff}");
+        assert!(diff <= 1e-4, "{name}: logits differ by {diff}");
         assert_eq!(labels[0].label, want_label.as_str().expect("label"));
         let total: f32 = labels.iter().map(|l| l.score).sum();
         assert!(
             (total - 1.0).abs() < 1e-5,
-            "3 labels, softmax sums to 1: {total}"
+            "softmax over all labels sums to 1: {total}"
         );
     }
+}
+
+#[test]
+fn bert_sequence_classification_matches_pytorch_logits_and_labels() {
+    check_classifier("tiny-bert-classifier");
+}
+
+#[test]
+fn distilbert_sequence_classification_matches_pytorch() {
+    check_classifier("tiny-distilbert-classifier");
 }
 
 #[test]
@@ -321,35 +333,5 @@ fn vit_image_classification_matches_pytorch() {
                 want_probs[l.index]
             );
         }
-    }
-}
-
-#[test]
-fn distilbert_sequence_classification_matches_pytorch() {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-distilbert-classifier");
-    let r = reference("tiny-distilbert-classifier/reference.json");
-    let model = load(dir, &LoadOptions::default());
-    assert_eq!(model.task(), Task::Classify);
-    let texts: Vec<Input> = r["texts"]
-        .as_array()
-        .expect("texts")
-        .iter()
-        .map(|t| Input::Text {
-            text: t.as_str().expect("text").to_string(),
-        })
-        .collect();
-    for ((out, want), want_label) in model
-        .run_batch(&texts)
-        .into_iter()
-        .zip(r["logits"].as_array().expect("logits"))
-        .zip(r["labels"].as_array().expect("labels"))
-    {
-        let Output::Labels { labels, logits } = out.expect("classify") else {
-            panic!("expected labels");
-        };
-        let diff = max_abs_diff(&logits, &floats(want));
-        assert!(diff <= 1e-4, "logits differ by {diff}");
-        assert_eq!(labels[0].label, want_label.as_str().expect("label"));
     }
 }
