@@ -267,7 +267,7 @@ impl Layer {
                 batch: b,
                 seq: s,
                 heads: nh,
-                mask: mask.map(<[u32]>::to_vec),
+                mask,
             }
             .forward(&qkv)?
         } else {
@@ -467,7 +467,9 @@ impl Encoder {
             None => x,
         };
         let mut x = self.ln_emb.forward(&x)?;
-        let mask_bias = if batch.unpadded() {
+        let mask = (!batch.unpadded()).then_some(&batch.mask[..]);
+        // The CPU attention kernel skips padding keys itself; other devices add this bias.
+        let mask_bias = if mask.is_none() || dev.is_cpu() {
             None
         } else {
             // 0 for tokens, the most negative f32 for padding (what transformers adds).
@@ -479,7 +481,6 @@ impl Encoder {
             Some(Tensor::from_vec(bias, (b, 1, 1, s), dev)?)
         };
         for layer in &self.layers {
-            let mask = (!batch.unpadded()).then_some(&batch.mask[..]);
             x = layer.forward(&x, b, s, c, mask_bias.as_ref(), mask)?;
         }
         Ok(x.reshape((b, s, c.hidden_size))?)

@@ -121,6 +121,16 @@ pub fn sample(sampler: &mut LogitsProcessor, logits: &Tensor) -> Result<u32> {
     Ok(sampler.sample(&logits)?)
 }
 
+/// Decode speed: tokens produced after the prompt's forward pass (`steps`) per second;
+/// 0 when there were none.
+pub fn tokens_per_s(steps: usize, seconds: f64) -> f64 {
+    if steps > 0 && seconds > 0.0 {
+        steps as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
 /// If `text` contains a stop string, the byte offset where the earliest one starts.
 pub fn find_stop(text: &str, stop: &[String]) -> Option<usize> {
     stop.iter()

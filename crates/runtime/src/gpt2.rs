@@ -10,7 +10,7 @@ use tokenizers::Tokenizer;
 
 use crate::encoder::LayerNorm;
 use crate::error::{Result, RuntimeError};
-use crate::generate::{GenerateParams, Generation, StopReason, find_stop, sample};
+use crate::generate::{GenerateParams, Generation, StopReason, find_stop, sample, tokens_per_s};
 use crate::spec::ModelSpec;
 
 /// GPT-2's `Conv1D`: `y = x·W + b` with `W` stored `[in, out]`.
@@ -282,11 +282,7 @@ impl Gpt2 {
             prompt_tokens: prompt_ids.len(),
             stop_reason,
             prompt_ms,
-            tokens_per_s: if decode_s > 0.0 {
-                steps as f64 / decode_s
-            } else {
-                0.0
-            },
+            tokens_per_s: tokens_per_s(steps, decode_s),
         })
     }
 

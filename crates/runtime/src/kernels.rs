@@ -443,7 +443,7 @@ mod erf_tests {
 /// token's output depends only on its own item — padding keys are skipped, not masked — and
 /// never on the thread count. Replaces candle's reshape/permute copies and the two batched
 /// matmuls, which dispatched hundreds of tiny GEMMs per layer at batch 32.
-pub struct Attention {
+pub struct Attention<'a> {
     /// Items in the batch.
     pub batch: usize,
     /// Tokens per item (padded).
@@ -451,17 +451,17 @@ pub struct Attention {
     /// Attention heads.
     pub heads: usize,
     /// Per-token 1/0 mask, `[batch, seq]`; `None` = no padding.
-    pub mask: Option<Vec<u32>>,
+    pub mask: Option<&'a [u32]>,
 }
 
-impl Attention {
+impl Attention<'_> {
     /// Runs on `qkv` (`[b·s, 3h]`, f32, CPU).
     pub fn forward(&self, qkv: &Tensor) -> Result<Tensor> {
         Ok(qkv.apply_op1_no_bwd(self)?)
     }
 }
 
-impl CustomOp1 for Attention {
+impl CustomOp1 for Attention<'_> {
     fn name(&self) -> &'static str {
         "lattice-attention"
     }
@@ -479,7 +479,7 @@ impl CustomOp1 for Attention {
                 "lattice-attention: shape [{rows}, {three_h}] for batch {b} × {s}, {nh} heads"
             );
         }
-        if self.mask.as_ref().is_some_and(|m| m.len() != b * s) {
+        if self.mask.is_some_and(|m| m.len() != b * s) {
             candle_core::bail!("lattice-attention: mask length");
         }
         let h = three_h / 3;
@@ -490,7 +490,7 @@ impl CustomOp1 for Attention {
         let task = |job: usize| {
             let (item, head) = (job / nh, job % nh);
             let valid: Vec<usize> = (0..s)
-                .filter(|&j| self.mask.as_ref().is_none_or(|m| m[item * s + j] != 0))
+                .filter(|&j| self.mask.is_none_or(|m| m[item * s + j] != 0))
                 .collect();
             let mut scores = vec![0f32; valid.len()];
             let mut ctx = vec![0f32; d];

@@ -277,11 +277,7 @@ impl Llama {
         if let Some(at) = stop_at.or_else(|| find_stop(&text, &params.stop)) {
             text.truncate(at);
         }
-        let tokens_per_s = if steps > 0 && decode_s > 0.0 {
-            steps as f64 / decode_s
-        } else {
-            0.0
-        };
+        let tokens_per_s = crate::generate::tokens_per_s(steps, decode_s);
         Ok(Generation {
             text,
             tokens,

@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 
 use crate::error::{Result, RuntimeError};
 use crate::text::TokenBatch;
@@ -221,40 +221,21 @@ impl OnnxText {
     pub fn embed(&self, batch: &TokenBatch) -> Result<Vec<Vec<f32>>> {
         let (b, s) = (batch.batch, batch.len);
         let shape = [b, s];
-        let as_i64 = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>();
-        let as_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
-        let mut longs = Vec::new();
-        let mut ints = Vec::new();
+        let mut values: Vec<ort::session::SessionInputValue<'_>> =
+            Vec::with_capacity(self.inputs.len());
         for (kind, ty) in &self.inputs {
             let src = match kind {
                 TextInput::Ids => &batch.ids,
                 TextInput::Mask => &batch.mask,
                 TextInput::Types => &batch.type_ids,
             };
-            if *ty == TensorElementType::Int64 {
-                longs.push(as_i64(src));
+            values.push(if *ty == TensorElementType::Int64 {
+                let v: Vec<i64> = src.iter().map(|&x| i64::from(x)).collect();
+                Tensor::from_array((shape, v)).map_err(onnx_err)?.into()
             } else {
-                ints.push(as_i32(src));
-            }
-        }
-        let mut values: Vec<ort::session::SessionInputValue<'_>> = Vec::new();
-        let (mut li, mut ii) = (0, 0);
-        for (_, ty) in &self.inputs {
-            if *ty == TensorElementType::Int64 {
-                values.push(
-                    TensorRef::from_array_view((shape, &longs[li][..]))
-                        .map_err(onnx_err)?
-                        .into(),
-                );
-                li += 1;
-            } else {
-                values.push(
-                    TensorRef::from_array_view((shape, &ints[ii][..]))
-                        .map_err(onnx_err)?
-                        .into(),
-                );
-                ii += 1;
-            }
+                let v: Vec<i32> = src.iter().map(|&x| x as i32).collect();
+                Tensor::from_array((shape, v)).map_err(onnx_err)?.into()
+            });
         }
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = session.run(values.as_slice()).map_err(onnx_err)?;
