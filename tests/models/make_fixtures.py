@@ -2,7 +2,7 @@
 safetensors with PyTorch's outputs on fixed inputs, so the Rust tests can compare without
 PyTorch. Run with the bench venv (tests/models/requirements-bench.txt):
 
-    python tests/models/make_fixtures.py
+    python tests/models/make_fixtures.py [NAME ...]   # all, or only the named fixtures
 
 Writes crates/runtime/tests/data/<name>/ (config.json, model.safetensors, tokenizer.json,
 reference.json). Seeds are fixed; rerunning gives the same files.
@@ -264,9 +264,20 @@ def vit():
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+FIXTURES = {
+    "bert-classifier": bert_classifier,
+    "distilbert-classifier": distilbert_classifier,
+    "gpt2": gpt2,
+    "vit": vit,
+}
+
 if __name__ == "__main__":
+    import sys
+
     torch.set_num_threads(1)
-    bert_classifier()
-    distilbert_classifier()
-    gpt2()
-    vit()
+    names = sys.argv[1:] or list(FIXTURES)
+    unknown = [n for n in names if n not in FIXTURES]
+    if unknown:
+        sys.exit(f"unknown fixture(s) {unknown}; known: {list(FIXTURES)}")
+    for name in names:
+        FIXTURES[name]()
