@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 import numpy as np
 from PIL import Image
 from transformers import (
@@ -26,6 +26,8 @@ from transformers import (
     DistilBertForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
+    RobertaConfig,
+    RobertaForSequenceClassification,
     ViTConfig,
     ViTForImageClassification,
 )
@@ -48,10 +50,10 @@ def tokenizer(path):
     return tok
 
 
-def batch(tok, texts):
+def batch(tok, texts, pad_id=0):
     enc = [tok.encode(t) for t in texts]
     n = max(len(e.ids) for e in enc)
-    ids = [e.ids + [0] * (n - len(e.ids)) for e in enc]
+    ids = [e.ids + [pad_id] * (n - len(e.ids)) for e in enc]
     mask = [[1] * len(e.ids) + [0] * (n - len(e.ids)) for e in enc]
     return torch.tensor(ids), torch.tensor(mask), [e.ids for e in enc]
 
@@ -264,11 +266,77 @@ def vit():
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+def roberta():
+    """A tiny random RobertaForSequenceClassification with its own byte-level BPE tokenizer
+    (<s> … </s>, <pad> = 1, as RoBERTa's): PyTorch's logits and the mean-pooled, normalised
+    embeddings of its encoder on TEXTS in one padded batch (padding shifts RoBERTa's position
+    ids, which start at pad_token_id + 1)."""
+    out = DATA / "tiny-roberta-classifier"
+    out.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS + TEXTS * 5, trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok.save(str(out / "tokenizer.json"))
+    labels = ["negative", "positive"]
+    torch.manual_seed(13)
+    config = RobertaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_position_embeddings=66,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        num_labels=2,
+        id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)},
+        architectures=["RobertaForSequenceClassification"],
+    )
+    model = RobertaForSequenceClassification(config).eval()
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "LayerNorm" in pname or pname.endswith("bias") or "position" in pname:
+                p.add_(torch.randn_like(p) * 0.1)
+    model.save_pretrained(out, safe_serialization=True)
+    tok = tokenizer(out / "tokenizer.json")
+    ids, mask, raw = batch(tok, TEXTS, pad_id=1)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        hidden = model.roberta(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask[..., None].float()
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        emb = torch.nn.functional.normalize(pooled, dim=-1)
+    ref = {
+        "torch": torch.__version__,
+        "texts": TEXTS,
+        "input_ids": raw,
+        "logits": [[float(f"{x:.7g}") for x in row] for row in logits.tolist()],
+        "labels": [labels[int(i)] for i in logits.argmax(-1)],
+        "embeddings": [[float(f"{x:.7g}") for x in row] for row in emb.tolist()],
+    }
+    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    if (out / "generation_config.json").exists():
+        os.remove(out / "generation_config.json")
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 FIXTURES = {
     "bert-classifier": bert_classifier,
     "distilbert-classifier": distilbert_classifier,
     "gpt2": gpt2,
     "vit": vit,
+    "roberta": roberta,
 }
 
 if __name__ == "__main__":

@@ -60,11 +60,40 @@ pub enum EncoderKind {
     /// `DistilBertModel` (`transformer.layer.N.attention.q_lin`, …; no token types;
     /// pre-classifier head).
     DistilBert,
+    /// `RobertaModel` (and XLM-RoBERTa, CamemBERT): BERT's layers, position ids that start
+    /// after the padding index and skip padding, a dense + tanh classification head on `<s>`
+    /// (`classifier.dense`, `classifier.out_proj`) and no pooler.
+    Roberta {
+        /// `pad_token_id`: padding tokens get this position, real tokens count from it + 1.
+        padding_idx: u32,
+    },
 }
 
 impl EncoderConfig {
-    /// Reads a BERT or DistilBERT `config.json`.
+    /// Reads a BERT, DistilBERT or RoBERTa-style `config.json`.
     pub fn from_json(v: &Value) -> Result<Self> {
+        if let Some("roberta" | "xlm-roberta" | "camembert") =
+            v.get("model_type").and_then(Value::as_str)
+        {
+            let padding_idx = v
+                .get("pad_token_id")
+                .and_then(Value::as_u64)
+                .and_then(|x| u32::try_from(x).ok())
+                .unwrap_or(1);
+            let mut m = v.clone();
+            if let Some(o) = m.as_object_mut() {
+                o.insert("model_type".into(), "bert".into());
+            }
+            let mut c = Self::from_json(&m)?;
+            if padding_idx as usize + 1 >= c.max_position_embeddings {
+                return Err(RuntimeError::InvalidModel(format!(
+                    "config.json: pad_token_id {padding_idx} leaves no positions (max_position_embeddings {})",
+                    c.max_position_embeddings
+                )));
+            }
+            c.kind = EncoderKind::Roberta { padding_idx };
+            return Ok(c);
+        }
         if v.get("model_type").and_then(Value::as_str) == Some("distilbert") {
             let mut m = v.clone();
             if let Some(o) = m.as_object_mut() {
@@ -195,7 +224,7 @@ impl Layer {
         let att = vb.pp("attention");
         // (query, key, value, attention output, attention norm, ffn in, ffn out, ffn norm)
         let names = match c.kind {
-            EncoderKind::Bert => [
+            EncoderKind::Bert | EncoderKind::Roberta { .. } => [
                 att.pp("self").pp("query"),
                 att.pp("self").pp("key"),
                 att.pp("self").pp("value"),
@@ -302,7 +331,8 @@ impl Layer {
 
 /// A classification head on the first token.
 enum Head {
-    /// BERT: pooler (dense + tanh), then the classifier.
+    /// BERT: pooler (dense + tanh), then the classifier; RoBERTa's head has the same shape
+    /// (`classifier.dense` + tanh, `classifier.out_proj`).
     Pooler(Linear, Linear),
     /// DistilBERT: pre-classifier (dense + ReLU), then the classifier.
     PreClassifier(Linear, Linear),
@@ -335,6 +365,7 @@ impl Encoder {
         let prefix = match config.kind {
             EncoderKind::Bert => "bert",
             EncoderKind::DistilBert => "distilbert",
+            EncoderKind::Roberta { .. } => "roberta",
         };
         let vb = if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
             vb.pp(prefix)
@@ -355,7 +386,7 @@ impl Encoder {
         let layers = (0..c.num_hidden_layers)
             .map(|i| {
                 let layers = match c.kind {
-                    EncoderKind::Bert => vb.pp("encoder").pp("layer"),
+                    EncoderKind::Bert | EncoderKind::Roberta { .. } => vb.pp("encoder").pp("layer"),
                     EncoderKind::DistilBert => vb.pp("transformer").pp("layer"),
                 };
                 Layer::load(layers.pp(i), c)
@@ -373,16 +404,21 @@ impl Encoder {
                     "a classifier needs id2label (or num_labels) in config.json".into(),
                 ));
             }
-            // The heads sit beside `bert.`/`distilbert.` in *ForSequenceClassification
-            // checkpoints.
-            let classifier = linear(root.pp("classifier"), h, n)?;
+            // The heads sit beside `bert.`/`distilbert.`/`roberta.` in
+            // *ForSequenceClassification checkpoints.
             Some(match c.kind {
-                EncoderKind::Bert => {
-                    Head::Pooler(linear(vb.pp("pooler").pp("dense"), h, h)?, classifier)
-                }
-                EncoderKind::DistilBert => {
-                    Head::PreClassifier(linear(root.pp("pre_classifier"), h, h)?, classifier)
-                }
+                EncoderKind::Bert => Head::Pooler(
+                    linear(vb.pp("pooler").pp("dense"), h, h)?,
+                    linear(root.pp("classifier"), h, n)?,
+                ),
+                EncoderKind::DistilBert => Head::PreClassifier(
+                    linear(root.pp("pre_classifier"), h, h)?,
+                    linear(root.pp("classifier"), h, n)?,
+                ),
+                EncoderKind::Roberta { .. } => Head::Pooler(
+                    linear(root.pp("classifier").pp("dense"), h, h)?,
+                    linear(root.pp("classifier").pp("out_proj"), h, n)?,
+                ),
             })
         } else {
             None
@@ -424,17 +460,23 @@ impl Encoder {
 
     /// Most tokens per input.
     pub fn max_len(&self) -> usize {
-        self.config.max_position_embeddings
+        match self.config.kind {
+            // Positions padding_idx + 1 ..= max_position_embeddings - 1.
+            EncoderKind::Roberta { padding_idx } => {
+                self.config.max_position_embeddings - padding_idx as usize - 1
+            }
+            _ => self.config.max_position_embeddings,
+        }
     }
 
     /// The last hidden state, `[batch, len, hidden]`.
     pub fn hidden_states(&self, batch: &TokenBatch) -> Result<Tensor> {
         let (b, s) = (batch.batch, batch.len);
         let c = &self.config;
-        if s == 0 || s > c.max_position_embeddings {
+        if s == 0 || s > self.max_len() {
             return Err(RuntimeError::InvalidInput(format!(
                 "{s} tokens; the model takes 1 to {}",
-                c.max_position_embeddings
+                self.max_len()
             )));
         }
         if let Some(&bad) = batch.ids.iter().find(|&&t| t as usize >= c.vocab_size) {
@@ -459,9 +501,29 @@ impl Encoder {
             .word
             .index_select(&ids, 0)?
             .reshape((b, s, c.hidden_size))?;
-        let x = x
-            .broadcast_add(&self.position.narrow(0, 0, s)?)?
-            .reshape((b * s, c.hidden_size))?;
+        let x = match c.kind {
+            EncoderKind::Roberta { padding_idx } => {
+                // As transformers: padding keeps `padding_idx`, every other token is
+                // padding_idx + (its count of non-padding tokens so far).
+                let mut positions = Vec::with_capacity(b * s);
+                for row in batch.ids.chunks(s) {
+                    let mut n = padding_idx;
+                    positions.extend(row.iter().map(|&t| {
+                        if t == padding_idx {
+                            padding_idx
+                        } else {
+                            n += 1;
+                            n
+                        }
+                    }));
+                }
+                let positions = Tensor::from_vec(positions, b * s, dev)?;
+                (x.reshape((b * s, c.hidden_size))? + self.position.index_select(&positions, 0)?)?
+            }
+            _ => x
+                .broadcast_add(&self.position.narrow(0, 0, s)?)?
+                .reshape((b * s, c.hidden_size))?,
+        };
         let x = match &self.token_type {
             Some(t) => (x + t.index_select(&types, 0)?)?,
             None => x,

@@ -26,7 +26,7 @@ pub enum Format {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
-    /// BERT-style encoders (BERT, MiniLM, DistilBERT, ...), candle.
+    /// BERT-style encoders (BERT, MiniLM, DistilBERT, RoBERTa, XLM-RoBERTa, ...), candle.
     Bert,
     /// Llama-family decoders from GGUF (SmolLM2, Llama, ...), candle.
     Llama,
@@ -81,7 +81,8 @@ impl FromStr for Task {
 }
 
 /// What this runtime can run, for error messages.
-pub const SUPPORTED: &str = "BERT-family encoders (model_type bert: MiniLM, BERT; distilbert) as safetensors \
+pub const SUPPORTED: &str = "BERT-family encoders (model_type bert: MiniLM, BERT; distilbert; roberta, \
+     xlm-roberta, camembert) as safetensors \
      (embed, classify); GPT-2 as safetensors (generate); ViT as safetensors (classify-image); \
      llama-family decoders as GGUF \
      (generate); ONNX text encoders taking \
@@ -164,7 +165,7 @@ impl ModelSpec {
         } else if let Some(w) = single(&with_ext("safetensors"), "safetensors")? {
             let model_type = config.get("model_type").and_then(|v| v.as_str());
             match model_type {
-                Some("bert" | "distilbert") => {
+                Some("bert" | "distilbert" | "roberta" | "xlm-roberta" | "camembert") => {
                     let classifier = config
                         .get("architectures")
                         .and_then(|a| a.as_array())

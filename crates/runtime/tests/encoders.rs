@@ -296,6 +296,38 @@ fn distilbert_sequence_classification_matches_pytorch() {
 }
 
 #[test]
+fn roberta_classification_and_embeddings_match_pytorch_in_a_padded_batch() {
+    // RoBERTa's position ids start after the padding index and depend on where the padding
+    // is, so the reference batch mixes lengths (tests/models/make_fixtures.py roberta).
+    check_classifier("tiny-roberta-classifier");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny-roberta-classifier");
+    let r = reference("tiny-roberta-classifier/reference.json");
+    let spec = ModelSpec::detect_with(&dir, Some(Task::Embed)).expect("detect");
+    let model = Model::load(spec, &LoadOptions::default()).expect("load");
+    let texts: Vec<String> = r["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| t.as_str().expect("text").to_string())
+        .collect();
+    let got = embeddings(&model, &texts);
+    for (i, (g, want)) in got
+        .iter()
+        .zip(r["embeddings"].as_array().expect("embeddings"))
+        .enumerate()
+    {
+        let diff = max_abs_diff(g, &floats(want));
+        assert!(diff <= 1e-4, "text {i}: embedding differs by {diff}");
+    }
+    // One at a time (no padding) gives the same vectors as the padded batch.
+    for (i, t) in texts.iter().enumerate() {
+        let alone = embeddings(&model, std::slice::from_ref(t));
+        let diff = max_abs_diff(&alone[0], &got[i]);
+        assert!(diff <= 1e-5, "text {i}: alone vs batched differ by {diff}");
+    }
+}
+
+#[test]
 fn vit_image_classification_matches_pytorch() {
     // A tiny random ViTForImageClassification (tests/models/make_fixtures.py) on 32x32 PNGs:
     // the model's own size, so the resize step is the identity here as in PIL.
