@@ -72,8 +72,14 @@ pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
     }
 }
 
-/// A folder or file on disk for `model`: itself when it exists, else a store CID exported
-/// (verified) into `<datadir>/models/<cid>` once.
+/// Files at least this large are linked to the store's data file instead of copied.
+const LINK_MIN: u64 = 1 << 20;
+
+/// A folder or file on disk for `model`: itself when it exists, else a folder CID from the
+/// store laid out in `<datadir>/models/<cid>/` for this run. Every block is checked against
+/// its CID on every run before the runtime sees it: small files (configs, tokenizers) are
+/// written out, large ones (weights) are symlinks to the store's own data files, checked in
+/// place, so the runtime memory-maps the store's bytes without a copy.
 pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
     let path = Path::new(model);
     if path.exists() {
@@ -82,10 +88,6 @@ pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
     let Ok(cid) = model.parse::<cid::Cid>() else {
         bail!("{model}: no such file or folder, and not a CID");
     };
-    let dest = ctx.datadir.join("models").join(cid.to_string());
-    if dest.exists() {
-        return Ok(dest);
-    }
     let store = ctx.open_store()?;
     if !store.has(&cid)? {
         bail!(
@@ -93,16 +95,63 @@ pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
             ctx.store_dir().display()
         );
     }
-    let tmp = ctx.datadir.join("models").join(format!("{cid}.partial"));
+    let models = ctx.datadir.join("models");
+    std::fs::create_dir_all(&models)?;
+    let dest = models.join(cid.to_string());
+    let tmp = models.join(format!("{cid}.partial-{}", std::process::id()));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).or_else(|_| std::fs::remove_file(&tmp))?;
+        std::fs::remove_dir_all(&tmp)?;
     }
-    std::fs::create_dir_all(ctx.datadir.join("models"))?;
-    store
-        .get(&cid, &tmp)
-        .with_context(|| format!("exporting {cid} from the store"))?;
+    let laid_out = (|| -> anyhow::Result<()> {
+        if !store.node(&cid)?.is_dir() {
+            // A single file: only GGUF names itself (by its magic); the rest need a folder.
+            let map = store.mmap(&cid)?;
+            if !map.starts_with(b"GGUF") {
+                bail!("{cid} is a file, not a model folder (config.json + weights) or a GGUF file");
+            }
+            std::fs::create_dir(&tmp)?;
+            std::os::unix::fs::symlink(store.file_path(&cid)?, tmp.join("model.gguf"))?;
+            return Ok(());
+        }
+        lay_out(&store, &cid, &tmp)
+    })();
+    if let Err(e) = laid_out {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("reading {cid} out of the store")));
+    }
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest)?;
+    }
     std::fs::rename(&tmp, &dest)?;
     Ok(dest)
+}
+
+/// Writes folder `cid` to `dest` (see [`model_path`]).
+fn lay_out(store: &lattice_store::Store, cid: &cid::Cid, dest: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir(dest)?;
+    for entry in store.ls(cid)? {
+        if entry.name.is_empty()
+            || entry.name.contains('/')
+            || entry.name == "."
+            || entry.name == ".."
+        {
+            bail!("{cid}: unsafe entry name {:?}", entry.name);
+        }
+        let to = dest.join(&entry.name);
+        if entry.is_dir {
+            lay_out(store, &entry.cid, &to)?;
+        } else if entry.file_size >= LINK_MIN {
+            let data = store
+                .file_path(&entry.cid)
+                .with_context(|| format!("{}: checking {}", entry.name, entry.cid))?;
+            std::os::unix::fs::symlink(data, to)?;
+        } else {
+            store
+                .get(&entry.cid, &to)
+                .with_context(|| format!("{}: reading {}", entry.name, entry.cid))?;
+        }
+    }
+    Ok(())
 }
 
 fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {

@@ -86,6 +86,41 @@ fn embeds_from_a_folder_and_from_its_cid_in_the_store() {
         .to_string();
     let b = run(&root);
     assert_eq!(vector(&b), v, "the CID runs the same bytes");
+
+    // The weights were not copied out of the store: the model folder links to the store's
+    // own data file, which the runtime maps.
+    let weights = tmp
+        .path()
+        .join("models")
+        .join(&root)
+        .join("model.safetensors");
+    let target = std::fs::read_link(&weights).expect("weights are a symlink");
+    assert!(
+        target.starts_with(tmp.path().join("store/data")),
+        "{}",
+        target.display()
+    );
+    assert_eq!(
+        std::fs::read(&target).expect("data file"),
+        std::fs::read(dir.join("model.safetensors")).expect("weights")
+    );
+
+    // One flipped byte in the stored weights: the CID is refused before anything loads,
+    // naming the file and the bad block; the folder itself still runs.
+    let mut bytes = std::fs::read(&target).expect("read");
+    bytes[5_000_000] ^= 0x40;
+    std::fs::write(&target, &bytes).expect("tamper");
+    let out = lattice(tmp.path())
+        .args(["model", "run", &root, "--input", "x"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a tampered model must not run");
+    assert!(
+        err.contains("model.safetensors") && err.contains("corrupt"),
+        "{err}"
+    );
+    assert_eq!(vector(&run(dir.to_str().expect("utf8"))), v);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -391,6 +391,29 @@ impl Store {
             }
         })?;
         Ok(FileMap { map, len })
+    }
+
+    /// The data file that holds exactly the bytes of file `cid`, after checking every block
+    /// under it as [`Store::mmap`] does (a file whose blocks arrived one by one is laid out
+    /// first). For programs that map weights by path without a copy; the file is the store's
+    /// own and must only be read.
+    pub fn file_path(&self, cid: &Cid) -> Result<PathBuf> {
+        let map = self.mmap(cid)?;
+        let id = self
+            .file_id(cid)?
+            .ok_or_else(|| StoreError::Malformed(format!("{cid}: no data file after mapping")))?;
+        let path = self.data_path(id);
+        let on_disk = std::fs::metadata(&path)
+            .map_err(StoreError::io("stat", &path))?
+            .len();
+        if on_disk != map.len() as u64 {
+            return Err(StoreError::Malformed(format!(
+                "{cid}: data file {} holds {on_disk} bytes, the file {}",
+                path.display(),
+                map.len()
+            )));
+        }
+        Ok(path)
     }
 
     pub(crate) fn file_id(&self, cid: &Cid) -> Result<Option<u64>> {

@@ -180,6 +180,10 @@ fn verify_names_the_flipped_block() {
         .expect("one file")
         .expect("entry")
         .path();
+    // Before the damage, the file's own data file is handed out for mapping by path.
+    let path = store.file_path(&cid).expect("file path");
+    assert_eq!(path, stored);
+    assert_eq!(std::fs::read(&path).expect("read"), data);
     let mut bytes = std::fs::read(&stored).expect("read");
     bytes[2 * 4096 + 17] ^= 0x01;
     std::fs::write(&stored, &bytes).expect("write");
@@ -195,6 +199,7 @@ fn verify_names_the_flipped_block() {
         matches!(store.cat(&cid, 0, None, &mut Vec::new()), Err(StoreError::Corrupt(c)) if c == expected_bad)
     );
     assert!(matches!(store.mmap(&cid), Err(StoreError::Corrupt(c)) if c == expected_bad));
+    assert!(matches!(store.file_path(&cid), Err(StoreError::Corrupt(c)) if c == expected_bad));
     // Reads that avoid the bad block still work.
     let mut first = Vec::new();
     store
