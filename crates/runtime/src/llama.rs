@@ -165,21 +165,17 @@ impl Llama {
         let mut weight_bytes = 0u64;
         for (name, info) in &content.tensor_infos {
             let elems = info.shape.elem_count() as u64;
-            let stored = if dequantize {
-                elems * 4
-            } else {
-                elems / info.ggml_dtype.block_size().max(1) as u64
-                    * info.ggml_dtype.type_size() as u64
-            };
+            let held = held_dtype(info.ggml_dtype, dequantize, &info.shape);
+            let stored = elems / held.block_size().max(1) as u64 * held.type_size() as u64;
             weight_bytes += stored;
             if name == "token_embd.weight" {
                 weight_bytes += elems * 4;
             }
         }
 
-        let model = if dequantize {
-            let (content, mut data) = dequantized_content(content, &mut reader, path)?;
-            ModelWeights::from_gguf(content, &mut data, device)
+        let model = if needs_conversion(&content, dequantize) {
+            let (held, mut data) = converted_content(content, &mut reader, path, dequantize)?;
+            ModelWeights::from_gguf(held, &mut data, device)
         } else {
             ModelWeights::from_gguf(content, &mut reader, device)
         }
@@ -556,19 +552,55 @@ fn chatml_default_system(template: &str) -> Option<String> {
     Some(s)
 }
 
-/// Reads every tensor of `content`, dequantizes it to f32, and returns a [`gguf_file::Content`]
-/// describing the f32 tensors with their bytes in memory.
-fn dequantized_content(
+/// How a tensor is held after loading: as stored, or converted.
+fn held_dtype(stored: GgmlDType, dequantize: bool, shape: &candle_core::Shape) -> GgmlDType {
+    if dequantize {
+        return GgmlDType::F32;
+    }
+    match stored {
+        // candle 0.11 has SIMD dot products for Q4_0, Q8_0 and the K-quants but a scalar loop
+        // for these; their values requantized to Q8_0 (8-bit, blocks of 32) lose next to
+        // nothing and run on the AVX2 path.
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+            if shape
+                .dims()
+                .last()
+                .is_some_and(|&d| d.is_multiple_of(GgmlDType::Q8_0.block_size())) =>
+        {
+            GgmlDType::Q8_0
+        }
+        other => other,
+    }
+}
+
+/// Whether some tensor of `content` is held in another type than stored.
+fn needs_conversion(content: &gguf_file::Content, dequantize: bool) -> bool {
+    content
+        .tensor_infos
+        .values()
+        .any(|i| held_dtype(i.ggml_dtype, dequantize, &i.shape) != i.ggml_dtype)
+}
+
+/// Reads every tensor of `content` and returns a [`gguf_file::Content`] whose tensors are held
+/// as [`held_dtype`] says, with their bytes in memory.
+fn converted_content(
     content: gguf_file::Content,
     reader: &mut BufReader<File>,
     path: &Path,
+    dequantize: bool,
 ) -> Result<(gguf_file::Content, Cursor<Vec<u8>>)> {
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
+    let size = |dtype: GgmlDType, elems: usize| elems / dtype.block_size() * dtype.type_size();
     let total: usize = content
         .tensor_infos
         .values()
-        .map(|i| i.shape.elem_count() * 4)
+        .map(|i| {
+            size(
+                held_dtype(i.ggml_dtype, dequantize, &i.shape),
+                i.shape.elem_count(),
+            )
+        })
         .sum();
     let mut data: Vec<u8> = Vec::with_capacity(total);
     let mut infos = std::collections::HashMap::new();
@@ -576,28 +608,37 @@ fn dequantized_content(
         let q = content
             .tensor(reader, name, &Device::Cpu)
             .map_err(|e| invalid(path, format!("tensor {name}: {e}")))?;
-        let t = q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?;
-        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        let target = held_dtype(q.dtype(), dequantize, q.shape());
         let offset = data.len() as u64;
-        for v in values {
-            data.extend_from_slice(&v.to_le_bytes());
+        if target == GgmlDType::F32 {
+            let t = q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?;
+            for v in t.flatten_all()?.to_vec1::<f32>()? {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+        } else if target == q.dtype() {
+            data.extend_from_slice(&q.data()?);
+        } else {
+            let t = q.dequantize(&Device::Cpu)?;
+            let r = candle_core::quantized::QTensor::quantize(&t, target)
+                .map_err(|e| invalid(path, format!("tensor {name} to {target:?}: {e}")))?;
+            data.extend_from_slice(&r.data()?);
         }
         infos.insert(
             name.clone(),
             gguf_file::TensorInfo {
-                ggml_dtype: GgmlDType::F32,
+                ggml_dtype: target,
                 shape: q.shape().clone(),
                 offset,
             },
         );
     }
-    let f32_content = gguf_file::Content {
+    let held = gguf_file::Content {
         magic: content.magic,
         metadata: content.metadata,
         tensor_infos: infos,
         tensor_data_offset: 0,
     };
-    Ok((f32_content, Cursor::new(data)))
+    Ok((held, Cursor::new(data)))
 }
 
 fn md_str<'a>(md: &'a std::collections::HashMap<String, Value>, key: &str) -> Option<&'a str> {
