@@ -382,6 +382,58 @@ def resnet():
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+def resnet_variants():
+    """Two more tiny ResNets for the code paths tiny-resnet does not take, logits only (same
+    preprocessing as tiny-resnet, 32x32 PNGs): basic layers with GELU (so the stem's max pool
+    sees negative values) and a downsampling first stage, and bottlenecks that downsample in
+    their first 1x1 convolution."""
+    variants = {
+        "tiny-resnet-basic": dict(layer_type="basic", hidden_act="gelu", downsample_in_first_stage=True),
+        "tiny-resnet-dib": dict(layer_type="bottleneck", downsample_in_bottleneck=True),
+    }
+    labels = ["cat", "dog", "ship"]
+    for seed, (name, extra) in enumerate(variants.items()):
+        out = DATA / name
+        out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(40 + seed)
+        config = ResNetConfig(
+            embedding_size=8,
+            hidden_sizes=[8, 16],
+            depths=[2, 1],
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)},
+            architectures=["ResNetForImageClassification"],
+            **extra,
+        )
+        model = ResNetForImageClassification(config).eval()
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.copy_(1 + torch.randn_like(m.weight) * 0.2)
+                    m.bias.copy_(torch.randn_like(m.bias) * 0.2)
+                    m.running_mean.copy_(torch.randn_like(m.running_mean) * 0.2)
+                    m.running_var.copy_(torch.rand_like(m.running_var) + 0.5)
+        model.save_pretrained(out, safe_serialization=True)
+        shutil.copy(DATA / "tiny-resnet/preprocessor_config.json", out / "preprocessor_config.json")
+        mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+        refs = []
+        for i in range(3):
+            img = smooth_image(32, 32, 50 + i + 10 * seed)
+            fname = f"image{i}.png"
+            Image.fromarray(img).save(out / fname)
+            x = (img.astype(np.float32) * np.float32(1 / 255) - mean) / std
+            with torch.inference_mode():
+                logits = model(pixel_values=torch.from_numpy(x).permute(2, 0, 1)[None]).logits[0]
+            refs.append({
+                "file": fname,
+                "logits": [float(f"{v:.7g}") for v in logits.tolist()],
+                "label": labels[int(logits.argmax())],
+            })
+        (out / "reference.json").write_text(json.dumps({"torch": torch.__version__, "images": refs}, indent=1) + "\n")
+        print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 CLIP_CORPUS = [
     "a photo of a cat",
     "a photo of a dog",
@@ -398,19 +450,27 @@ def clip_tokenizer(out):
     <|endoftext|>, as openai/clip-vit-base-patch32's tokenizer does."""
     from tokenizers import normalizers, processors
 
-    tok = Tokenizer(models.BPE(unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
+    # Vocabulary and merges built directly (a BpeTrainer orders tied tokens differently from
+    # run to run): the special tokens, every character alone and word-final, then each
+    # corpus word merged left to right.
+    words = sorted({w for t in CLIP_CORPUS for w in t.lower().split()})
+    chars = sorted({c for w in words for c in w})
+    vocab = {}
+    for t in ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]:
+        vocab.setdefault(t, len(vocab))
+    merges = []
+    for w in words:
+        pieces = list(w[:-1]) + [w[-1] + "</w>"]
+        cur = pieces[0]
+        for p in pieces[1:]:
+            if cur + p not in vocab:
+                merges.append((cur, p))
+                vocab[cur + p] = len(vocab)
+            cur = cur + p
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Whitespace(),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.BPEDecoder(suffix="</w>")
-    trainer = trainers.BpeTrainer(
-        vocab_size=120,
-        special_tokens=["<|startoftext|>", "<|endoftext|>"],
-        end_of_word_suffix="</w>",
-        show_progress=False,
-    )
-    tok.train_from_iterator(CLIP_CORPUS * 4, trainer)
     bos, eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
     tok.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A <|endoftext|>",
@@ -520,6 +580,7 @@ FIXTURES = {
     "gpt2": gpt2,
     "vit": vit,
     "resnet": resnet,
+    "resnet-variants": resnet_variants,
     "clip": clip,
 }
 

@@ -129,31 +129,24 @@ fn preprocess_against_pytorch(dir: &str) -> (f32, f32) {
     (max, mean)
 }
 
-#[test]
-fn resnet_logits_match_pytorch() {
-    // Bottleneck layers, identity and projection shortcuts, BatchNorm statistics perturbed (so
-    // folding them into the convolutions is checked), 32x32 PNGs that preprocessing leaves at
-    // their size.
-    let r = reference("tiny-resnet");
-    let spec = ModelSpec::detect(&data("tiny-resnet")).expect("detect");
+/// The logits `ResNet` gives the fixture's 32x32 PNGs against PyTorch's.
+fn check_resnet_logits(dir: &str) {
+    let r = reference(dir);
+    let spec = ModelSpec::detect(&data(dir)).expect("detect");
     assert_eq!(
         (spec.family, spec.task),
         (Family::Resnet, Task::ClassifyImage)
     );
     let pre = Preprocess::from_dir(&spec.dir).expect("preprocessor");
-    let net = ResNet::load(
-        &spec,
-        spec.labels.len(),
-        &lattice_runtime::DeviceChoice::Cpu
-            .candle_device()
-            .expect("cpu"),
-    )
-    .expect("load");
+    let cpu = lattice_runtime::DeviceChoice::Cpu
+        .candle_device()
+        .expect("cpu");
+    let net = ResNet::load(&spec, spec.labels.len(), &cpu).expect("load");
     let images = r["images"].as_array().expect("images");
     let mut pixels = Vec::new();
     for f in files(&r, "images") {
         let (w, h) = pre
-            .run(&read("tiny-resnet", &f), Layout::Nchw, &mut pixels)
+            .run(&read(dir, &f), Layout::Nchw, &mut pixels)
             .expect("preprocess");
         assert_eq!((w, h), (32, 32));
     }
@@ -163,12 +156,28 @@ fn resnet_logits_match_pytorch() {
     for (img, got) in images.iter().zip(&logits) {
         let want = floats(&img["logits"]);
         let d = max_abs_diff(got, &want);
-        assert!(d <= 1e-4, "{}: logits differ by {d}", img["file"]);
+        assert!(d <= 1e-4, "{dir} {}: logits differ by {d}", img["file"]);
         assert_eq!(
             spec.labels[argmax(got)],
             img["label"].as_str().expect("label")
         );
     }
+}
+
+#[test]
+fn resnet_logits_match_pytorch() {
+    // Bottleneck layers, identity and projection shortcuts, BatchNorm statistics perturbed (so
+    // folding them into the convolutions is checked), 32x32 PNGs that preprocessing leaves at
+    // their size.
+    check_resnet_logits("tiny-resnet");
+}
+
+#[test]
+fn resnet_variants_match_pytorch() {
+    // Basic layers with GELU and a downsampling first stage; bottlenecks downsampling in
+    // their first 1x1 convolution.
+    check_resnet_logits("tiny-resnet-basic");
+    check_resnet_logits("tiny-resnet-dib");
 }
 
 #[test]
