@@ -71,6 +71,10 @@ impl Default for Preprocess {
     }
 }
 
+/// The most pixels a shortest-edge resize may make (a 1x100000 image would otherwise ask for
+/// gigabytes).
+const MAX_RESIZED_PIXELS: u64 = 1 << 26;
+
 /// `size` as a shortest edge: `{"shortest_edge": n}`, or a bare number for processors whose
 /// integer size means the shorter side (`default_to_square = False`: CLIP, ConvNeXT, BiT).
 fn shortest_edge_of(v: &Value) -> Option<u32> {
@@ -265,6 +269,12 @@ impl Preprocess {
             img = image::imageops::resize(&img, w, h, self.filter);
         } else if let Some(s) = self.shortest_edge {
             let (w, h) = shortest_edge_size(img.dimensions(), s);
+            if u64::from(w) * u64::from(h) > MAX_RESIZED_PIXELS {
+                let (ow, oh) = img.dimensions();
+                return Err(RuntimeError::InvalidInput(format!(
+                    "image {ow}x{oh} is too elongated: its shorter side to {s} makes {w}x{h}"
+                )));
+            }
             if (w, h) != img.dimensions() {
                 img = image::imageops::resize(&img, w, h, self.filter);
             }
@@ -403,6 +413,11 @@ mod tests {
         assert_eq!(p.output_size((45, 61)), (32, 43));
         let img = p.geometry(RgbImage::new(60, 45))?;
         assert_eq!(img.dimensions(), (42, 32));
+        let e = p
+            .geometry(RgbImage::new(1, 100_000))
+            .expect_err("must fail")
+            .to_string();
+        assert!(e.contains("too elongated"), "{e}");
         // A bare number for a ViT processor is still a square.
         let p = parse(r#"{"image_processor_type":"ViTImageProcessor","size":32}"#)?;
         assert_eq!((p.resize, p.shortest_edge), (Some((32, 32)), None));

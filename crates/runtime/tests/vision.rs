@@ -421,3 +421,53 @@ fn clip_bad_inputs_are_clear_errors() {
         .to_string();
     assert!(e.contains("takes text or an image"), "{e}");
 }
+
+/// A copy of fixture `dir` whose config.json has `edit` applied.
+fn edited_copy(dir: &str, edit: impl Fn(&mut Value)) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for entry in std::fs::read_dir(data(dir)).expect("fixture") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name");
+        std::fs::copy(&path, tmp.path().join(name)).expect("copy");
+    }
+    let cfg = tmp.path().join("config.json");
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(&cfg).expect("config")).expect("config json");
+    edit(&mut v);
+    std::fs::write(&cfg, serde_json::to_vec(&v).expect("json")).expect("write config");
+    tmp
+}
+
+fn load_error(dir: &std::path::Path) -> String {
+    let spec = ModelSpec::detect(dir).expect("detect");
+    match Model::load(spec, &LoadOptions::default()) {
+        Ok(_) => panic!("{} must not load", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn unsupported_configs_are_refused_by_name() {
+    let d = edited_copy("tiny-resnet", |v| v["layer_type"] = "preactivation".into());
+    let e = load_error(d.path());
+    assert!(e.contains("layer_type \"preactivation\""), "{e}");
+    let d = edited_copy("tiny-resnet", |v| v["hidden_act"] = "mish".into());
+    let e = load_error(d.path());
+    assert!(e.contains("hidden_act \"mish\""), "{e}");
+    let d = edited_copy("tiny-resnet", |v| v["depths"] = serde_json::json!([1, 1]));
+    let e = load_error(d.path());
+    assert!(e.contains("3 hidden_sizes for 2 depths"), "{e}");
+    let d = edited_copy("tiny-clip", |v| {
+        v["vision_config"]["hidden_act"] = "gelu".into()
+    });
+    let e = load_error(d.path());
+    assert!(e.contains("vision_config hidden_act \"gelu\""), "{e}");
+    let d = edited_copy("tiny-clip", |v| {
+        v["vision_config"]["image_size"] = 64.into()
+    });
+    let e = load_error(d.path());
+    assert!(
+        e.contains("vision_model.embeddings.position_embedding.weight"),
+        "{e}"
+    );
+}
