@@ -451,12 +451,13 @@ def clip_tokenizer(out):
     from tokenizers import normalizers, processors
 
     # Vocabulary and merges built directly (a BpeTrainer orders tied tokens differently from
-    # run to run): the special tokens, every character alone and word-final, then each
-    # corpus word merged left to right.
+    # run to run): every character alone and word-final, each corpus word merged left to
+    # right, then the special tokens last as in CLIP's vocabulary (so <|endoftext|> has the
+    # largest id and the old argmax pooling finds it too).
     words = sorted({w for t in CLIP_CORPUS for w in t.lower().split()})
     chars = sorted({c for w in words for c in w})
     vocab = {}
-    for t in ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]:
+    for t in chars + [c + "</w>" for c in chars]:
         vocab.setdefault(t, len(vocab))
     merges = []
     for w in words:
@@ -467,6 +468,8 @@ def clip_tokenizer(out):
                 merges.append((cur, p))
                 vocab[cur + p] = len(vocab)
             cur = cur + p
+    for t in ["<|startoftext|>", "<|endoftext|>"]:
+        vocab[t] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Whitespace()

@@ -471,3 +471,44 @@ fn unsupported_configs_are_refused_by_name() {
         "{e}"
     );
 }
+
+fn text_embeddings(dir: &std::path::Path, texts: &[String]) -> Vec<Vec<f32>> {
+    let spec = ModelSpec::detect_with(dir, Some(Task::Embed)).expect("detect");
+    let model = Model::load(spec, &LoadOptions::default()).expect("load");
+    let inputs: Vec<Input> = texts
+        .iter()
+        .map(|t| Input::Text { text: t.clone() })
+        .collect();
+    model
+        .run_batch(&inputs)
+        .into_iter()
+        .map(|o| embedding(o.expect("embed")))
+        .collect()
+}
+
+#[test]
+fn clip_pools_text_as_transformers_does() {
+    // transformers 5 pools at the first eos_token_id, or, when a config still says
+    // eos_token_id 2 (CLIP configs written before transformers#24773), at the largest id.
+    // The fixture's <|endoftext|> has the largest id, as in CLIP's vocabulary, so both rules
+    // give PyTorch's embeddings; pooling at another token does not.
+    let r = reference("tiny-clip");
+    let texts: Vec<String> = r["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| t.as_str().expect("text").to_string())
+        .collect();
+    let want = rows(&r["text_embeds"]);
+    let legacy = edited_copy("tiny-clip", |v| v["text_config"]["eos_token_id"] = 2.into());
+    for (got, want) in text_embeddings(legacy.path(), &texts).iter().zip(&want) {
+        assert!(max_abs_diff(got, want) <= 1e-4);
+    }
+    // Pooling at <|startoftext|> (position 0) instead.
+    let bos = edited_copy("tiny-clip", |v| {
+        v["text_config"]["eos_token_id"] = v["text_config"]["bos_token_id"].clone()
+    });
+    for (got, want) in text_embeddings(bos.path(), &texts).iter().zip(&want) {
+        assert!(max_abs_diff(got, want) > 1e-2);
+    }
+}
