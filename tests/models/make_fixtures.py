@@ -28,6 +28,12 @@ from transformers import (
     GPT2LMHeadModel,
     RobertaConfig,
     RobertaForSequenceClassification,
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    ConvNextImageProcessor,
+    ResNetConfig,
+    ResNetForImageClassification,
     ViTConfig,
     ViTForImageClassification,
 )
@@ -331,12 +337,322 @@ def roberta():
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+def smooth_image(w, h, seed):
+    """A smooth picture (gradients and a disc), so resampling differences stay small."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    c = rng.uniform(0, 1, size=(3, 3))
+    img = np.stack([
+        255 * (c[k, 0] * x / w + c[k, 1] * y / h) / (c[k, 0] + c[k, 1])
+        for k in range(3)
+    ], axis=-1)
+    disc = (x - w * 0.6) ** 2 + (y - h * 0.4) ** 2 < (min(w, h) * 0.25) ** 2
+    img[disc] = 255 * c[:, 2]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def preprocess_reference(out, processor, config, w, h, seed):
+    """A non-square image run through the Hugging Face image processor: the Rust side compares
+    its own resize/crop/normalise within a tolerance (PIL and the image crate resample
+    differently)."""
+    img = smooth_image(w, h, seed)
+    name = f"wide{w}x{h}.png"
+    Image.fromarray(img).save(out / name)
+    pv = processor(images=Image.open(out / name), return_tensors="pt").pixel_values[0]
+    return {
+        "file": name,
+        "processor": type(processor).__name__,
+        "config": config,
+        "shape": list(pv.shape),
+        "pixel_values": [float(f"{v:.6g}") for v in pv.flatten().tolist()],
+    }
+
+
+def perturb(model, names):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if any(n in name for n in names) or name.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+
+
+def resnet():
+    """A tiny random ResNetForImageClassification (bottleneck layers; BatchNorm statistics and
+    affine parameters perturbed so folding them is tested) with a ConvNextImageProcessor-style
+    preprocessor_config.json. crop_pct is 1 in the fixture, so the 32x32 PNGs pass resize and
+    crop unchanged and the logits test is exact; a second config with microsoft/resnet-50's
+    crop_pct 0.875 is recorded with PyTorch's pixel_values of a non-square image."""
+    out = DATA / "tiny-resnet"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(7)
+    labels = ["cat", "dog", "ship", "tree"]
+    config = ResNetConfig(
+        num_channels=3,
+        embedding_size=8,
+        hidden_sizes=[8, 16, 24],
+        depths=[1, 2, 1],
+        layer_type="bottleneck",
+        hidden_act="relu",
+        downsample_in_first_stage=False,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)},
+        architectures=["ResNetForImageClassification"],
+    )
+    model = ResNetForImageClassification(config).eval()
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(1 + torch.randn_like(m.weight) * 0.2)
+                m.bias.copy_(torch.randn_like(m.bias) * 0.2)
+                m.running_mean.copy_(torch.randn_like(m.running_mean) * 0.2)
+                m.running_var.copy_(torch.rand_like(m.running_var) + 0.5)
+        model.classifier[1].bias.add_(torch.randn_like(model.classifier[1].bias) * 0.1)
+    model.save_pretrained(out, safe_serialization=True)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    pre = {
+        "image_processor_type": "ConvNextImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": 32},
+        "crop_pct": 1.0,
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": mean,
+        "image_std": std,
+    }
+    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=1) + "\n")
+    processor = ConvNextImageProcessor.from_pretrained(out)
+    rng = np.random.default_rng(4)
+    refs = []
+    for i in range(3):
+        img = smooth_image(32, 32, 30 + i) if i else rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        name = f"image{i}.png"
+        Image.fromarray(img).save(out / name)
+        pixel_values = processor(images=Image.open(out / name), return_tensors="pt").pixel_values
+        x = (img.astype(np.float32) * np.float32(1 / 255) - np.array(mean, np.float32)) / np.array(std, np.float32)
+        exact = torch.from_numpy(x).permute(2, 0, 1)[None]
+        assert (pixel_values - exact).abs().max() < 1e-5, "identity preprocessing"
+        with torch.inference_mode():
+            logits = model(pixel_values=pixel_values).logits[0]
+        refs.append({
+            "file": name,
+            "logits": [float(f"{v:.7g}") for v in logits.tolist()],
+            "label": labels[int(logits.argmax())],
+        })
+    real = dict(pre, crop_pct=0.875)
+    resnet50 = ConvNextImageProcessor(**{k: v for k, v in real.items() if k != "image_processor_type"})
+    prep = preprocess_reference(out, resnet50, real, 45, 60, 8)
+    (out / "reference.json").write_text(
+        json.dumps({"torch": torch.__version__, "images": refs, "preprocess": prep}) + "\n"
+    )
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
+def resnet_variants():
+    """Two more tiny ResNets for the code paths tiny-resnet does not take, logits only (same
+    preprocessing as tiny-resnet, 32x32 PNGs): basic layers with GELU (so the stem's max pool
+    sees negative values) and a downsampling first stage, and bottlenecks that downsample in
+    their first 1x1 convolution."""
+    variants = {
+        "tiny-resnet-basic": dict(layer_type="basic", hidden_act="gelu", downsample_in_first_stage=True),
+        "tiny-resnet-dib": dict(layer_type="bottleneck", downsample_in_bottleneck=True),
+    }
+    labels = ["cat", "dog", "ship"]
+    for seed, (name, extra) in enumerate(variants.items()):
+        out = DATA / name
+        out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(40 + seed)
+        config = ResNetConfig(
+            embedding_size=8,
+            hidden_sizes=[8, 16],
+            depths=[2, 1],
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)},
+            architectures=["ResNetForImageClassification"],
+            **extra,
+        )
+        model = ResNetForImageClassification(config).eval()
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.copy_(1 + torch.randn_like(m.weight) * 0.2)
+                    m.bias.copy_(torch.randn_like(m.bias) * 0.2)
+                    m.running_mean.copy_(torch.randn_like(m.running_mean) * 0.2)
+                    m.running_var.copy_(torch.rand_like(m.running_var) + 0.5)
+        model.save_pretrained(out, safe_serialization=True)
+        shutil.copy(DATA / "tiny-resnet/preprocessor_config.json", out / "preprocessor_config.json")
+        mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+        refs = []
+        for i in range(3):
+            img = smooth_image(32, 32, 50 + i + 10 * seed)
+            fname = f"image{i}.png"
+            Image.fromarray(img).save(out / fname)
+            x = (img.astype(np.float32) * np.float32(1 / 255) - mean) / std
+            with torch.inference_mode():
+                logits = model(pixel_values=torch.from_numpy(x).permute(2, 0, 1)[None]).logits[0]
+            refs.append({
+                "file": fname,
+                "logits": [float(f"{v:.7g}") for v in logits.tolist()],
+                "label": labels[int(logits.argmax())],
+            })
+        (out / "reference.json").write_text(json.dumps({"torch": torch.__version__, "images": refs}, indent=1) + "\n")
+        print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
+CLIP_CORPUS = [
+    "a photo of a cat",
+    "a photo of a dog",
+    "a picture of a red car",
+    "two dogs playing in the snow",
+    "a cat sleeping on a sofa",
+    "a diagram of a ship at sea",
+]
+
+
+def clip_tokenizer(out):
+    """A tiny CLIP-style BPE (lowercase, words end in </w>) with CLIP's special tokens: the
+    post-processor wraps every text as <|startoftext|> ... <|endoftext|> and batches pad with
+    <|endoftext|>, as openai/clip-vit-base-patch32's tokenizer does."""
+    from tokenizers import normalizers, processors
+
+    # Vocabulary and merges built directly (a BpeTrainer orders tied tokens differently from
+    # run to run): every character alone and word-final, each corpus word merged left to
+    # right, then the special tokens last as in CLIP's vocabulary (so <|endoftext|> has the
+    # largest id and the old argmax pooling finds it too).
+    words = sorted({w for t in CLIP_CORPUS for w in t.lower().split()})
+    chars = sorted({c for w in words for c in w})
+    vocab = {}
+    for t in chars + [c + "</w>" for c in chars]:
+        vocab.setdefault(t, len(vocab))
+    merges = []
+    for w in words:
+        pieces = list(w[:-1]) + [w[-1] + "</w>"]
+        cur = pieces[0]
+        for p in pieces[1:]:
+            if cur + p not in vocab:
+                merges.append((cur, p))
+                vocab[cur + p] = len(vocab)
+            cur = cur + p
+    for t in ["<|startoftext|>", "<|endoftext|>"]:
+        vocab[t] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    bos, eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|startoftext|> $A <|endoftext|>",
+        special_tokens=[("<|startoftext|>", bos), ("<|endoftext|>", eos)],
+    )
+    tok.enable_padding(pad_id=eos, pad_token="<|endoftext|>")
+    tok.enable_truncation(max_length=32)
+    tok.save(str(out / "tokenizer.json"))
+    return tok, bos, eos
+
+
+def clip():
+    """A tiny random CLIPModel with its own CLIP-style tokenizer and a CLIPImageProcessor
+    preprocessor_config.json; the reference has the normalised text and image embeddings and
+    logits_per_image for 3 images x 3 texts (32x32 PNGs, so resize and crop are the identity),
+    plus PyTorch's pixel_values for a non-square image."""
+    out = DATA / "tiny-clip"
+    out.mkdir(parents=True, exist_ok=True)
+    tok, bos, eos = clip_tokenizer(out)
+    torch.manual_seed(13)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=tok.get_vocab_size(),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=32,
+            hidden_act="quick_gelu",
+            projection_dim=16,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+            hidden_act="quick_gelu",
+            projection_dim=16,
+        ),
+        projection_dim=16,
+        architectures=["CLIPModel"],
+    )
+    model = CLIPModel(config).eval()
+    perturb(model, ["layer_norm", "layernorm", "layrnorm", "class_embedding", "position_embedding"])
+    with torch.no_grad():
+        model.logit_scale.fill_(2.0)
+    model.save_pretrained(out, safe_serialization=True)
+    mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    pre = {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": 32},
+        "resample": 3,
+        "do_center_crop": True,
+        "crop_size": {"height": 32, "width": 32},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": mean,
+        "image_std": std,
+        "do_convert_rgb": True,
+    }
+    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=1) + "\n")
+    processor = CLIPImageProcessor.from_pretrained(out)
+    texts = ["a photo of a cat", "a dog playing in the snow", "red car"]
+    enc = tok.encode_batch(texts)
+    ids = torch.tensor([e.ids for e in enc])
+    mask = torch.tensor([e.attention_mask for e in enc])
+    rng = np.random.default_rng(6)
+    files, pixels = [], []
+    for i in range(3):
+        img = smooth_image(32, 32, 20 + i) if i else rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        name = f"image{i}.png"
+        Image.fromarray(img).save(out / name)
+        pv = processor(images=Image.open(out / name), return_tensors="pt").pixel_values
+        x = (img.astype(np.float32) * np.float32(1 / 255) - np.array(mean, np.float32)) / np.array(std, np.float32)
+        assert (pv - torch.from_numpy(x).permute(2, 0, 1)[None]).abs().max() < 1e-5, "identity preprocessing"
+        files.append(name)
+        pixels.append(pv)
+    with torch.inference_mode():
+        o = model(input_ids=ids, attention_mask=mask, pixel_values=torch.cat(pixels))
+    # CLIPModel's outputs: text_embeds/image_embeds are normalised; logits_per_image is
+    # logit_scale.exp() * cos.
+    ref = {
+        "torch": torch.__version__,
+        "texts": texts,
+        "input_ids": [e.ids for e in enc],
+        "files": files,
+        "logit_scale": float(model.logit_scale.detach()),
+        "text_embeds": [[float(f"{v:.7g}") for v in r] for r in o.text_embeds.tolist()],
+        "image_embeds": [[float(f"{v:.7g}") for v in r] for r in o.image_embeds.tolist()],
+        "logits_per_image": [[float(f"{v:.7g}") for v in r] for r in o.logits_per_image.tolist()],
+        "preprocess": preprocess_reference(out, CLIPImageProcessor(**{k: v for k, v in pre.items() if k != "image_processor_type"}), pre, 60, 45, 9),
+    }
+    (out / "reference.json").write_text(json.dumps(ref) + "\n")
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 FIXTURES = {
     "bert-classifier": bert_classifier,
     "distilbert-classifier": distilbert_classifier,
     "gpt2": gpt2,
     "vit": vit,
     "roberta": roberta,
+    "resnet": resnet,
+    "resnet-variants": resnet_variants,
+    "clip": clip,
 }
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use lattice_runtime::model::LoadOptions;
-use lattice_runtime::{GenerateParams, Input, Model, ModelSpec, Output, Task};
+use lattice_runtime::{Family, GenerateParams, Input, Model, ModelSpec, Output, Task};
 
 use crate::Ctx;
 
@@ -22,13 +22,16 @@ pub(crate) struct RunArgs {
     /// A model folder (Hugging Face layout), a single `.gguf`/`.onnx` file, or the CID of a
     /// folder in the local store (verified block by block as it is read out).
     model: String,
-    /// Text to embed or classify, or the prompt to continue (repeat for a batch).
+    /// Text to embed or classify, or the prompt to continue (repeat for a batch); with
+    /// zero-shot models, the candidate labels for the `--file` image (repeat for each).
     #[arg(long, required_unless_present = "file")]
     input: Vec<String>,
-    /// A file to run on: an image for image models, UTF-8 text otherwise.
-    #[arg(long, conflicts_with = "input")]
+    /// A file to run on: an image for image models (and CLIP), UTF-8 text otherwise. Only
+    /// zero-shot models take it together with `--input`.
+    #[arg(long)]
     file: Option<PathBuf>,
-    /// The task (embed, classify, generate, classify-image); default: what the model is for.
+    /// The task (embed, classify, generate, classify-image, zero-shot); default: what the
+    /// model is for.
     #[arg(long)]
     task: Option<String>,
     /// cpu, cuda, cuda:N or metal (default: the best one found).
@@ -178,8 +181,15 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
         seed: a.seed,
         stop: a.stop.clone(),
     };
+    // Images: what image classifiers and zero-shot models take, and CLIP embeds (--file).
+    let image_file = matches!(model.task(), Task::ClassifyImage | Task::ZeroShot)
+        || model.spec().family == Family::Clip;
+    if a.file.is_some() && !a.input.is_empty() && model.task() != Task::ZeroShot {
+        bail!("pass --input or --file, not both (only zero-shot models take an image and texts)");
+    }
+    let read_image = |f: &PathBuf| std::fs::read(f).with_context(|| f.display().to_string());
     let texts: Vec<String> = match &a.file {
-        Some(f) if model.task() != Task::ClassifyImage => vec![
+        Some(f) if !image_file => vec![
             std::fs::read_to_string(f)
                 .with_context(|| format!("{}: not readable as UTF-8 text", f.display()))?,
         ],
@@ -194,6 +204,18 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
                 bytes: std::fs::read(f).with_context(|| f.display().to_string())?,
             }]
         }
+        Task::ZeroShot => {
+            let Some(f) = &a.file else {
+                bail!("this model scores an image against texts: pass --file IMAGE --input TEXT …");
+            };
+            if texts.is_empty() {
+                bail!("pass the candidate labels as --input TEXT (one per label)");
+            }
+            vec![Input::ImageTexts {
+                bytes: read_image(f)?,
+                texts,
+            }]
+        }
         Task::Generate => texts
             .into_iter()
             .map(|text| Input::Prompt {
@@ -202,9 +224,13 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
                 chat: a.chat,
             })
             .collect(),
-        Task::Embed | Task::Classify => {
-            texts.into_iter().map(|text| Input::Text { text }).collect()
-        }
+        Task::Embed | Task::Classify => match a.file.as_ref().filter(|_| image_file) {
+            // CLIP embeds an image given as --file.
+            Some(f) => vec![Input::Image {
+                bytes: read_image(f)?,
+            }],
+            None => texts.into_iter().map(|text| Input::Text { text }).collect(),
+        },
     };
     let t = Instant::now();
     let results = model.run_batch(&inputs);

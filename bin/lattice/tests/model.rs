@@ -185,6 +185,80 @@ fn classifies_an_image_and_generates_text() {
 }
 
 #[test]
+fn clip_zero_shot_and_embeddings() {
+    // The tiny random CLIP of the runtime's tests (tests/models/make_fixtures.py clip) and
+    // the outputs PyTorch gave for its image0.png and texts.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crates/runtime/tests/data/tiny-clip");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).expect("reference"))
+            .expect("reference json");
+    let texts: Vec<&str> = r["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| t.as_str().expect("text"))
+        .collect();
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x.as_f64().expect("number") as f32)
+            .collect()
+    };
+    let close = |a: &[f32], b: &[f32]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4)
+    };
+    let run = |args: &[&str]| {
+        json(
+            lattice(tmp.path())
+                .args(["--json", "model", "run"])
+                .arg(&dir)
+                .arg("--file")
+                .arg(dir.join("image0.png"))
+                .args(args)
+                .output()
+                .expect("run"),
+        )
+    };
+    // Two of the three reference texts, in reverse order.
+    let z = run(&["--input", texts[2], "--input", texts[0]]);
+    assert_eq!(z["task"], "zero-shot");
+    assert_eq!(z["family"], "clip");
+    let want = floats(&r["logits_per_image"][0]);
+    let out = &z["outputs"][0];
+    assert!(close(&floats(&out["logits"]), &[want[2], want[0]]), "{out}");
+    let labels = out["labels"].as_array().expect("labels");
+    assert_eq!(labels.len(), 2);
+    let best = if want[0] >= want[2] {
+        (texts[0], 1)
+    } else {
+        (texts[2], 0)
+    };
+    assert_eq!(labels[0]["label"], best.0);
+    assert_eq!(labels[0]["index"], best.1);
+    let total: f64 = labels
+        .iter()
+        .map(|l| l["score"].as_f64().expect("score"))
+        .sum();
+    assert!((total - 1.0).abs() < 1e-5, "{total}");
+
+    let image = run(&["--task", "embed"]);
+    assert_eq!(image["task"], "embed");
+    assert!(close(&vector(&image), &floats(&r["image_embeds"][0])));
+    let text = json(
+        lattice(tmp.path())
+            .args(["--json", "model", "run", "--task", "embed"])
+            .arg(&dir)
+            .args(["--input", texts[1]])
+            .output()
+            .expect("run"),
+    );
+    assert!(close(&vector(&text), &floats(&r["text_embeds"][1])));
+}
+
+#[test]
 fn bad_models_and_inputs_are_clear_errors() {
     let tmp = tempfile::tempdir().expect("tmp");
     let m = models();

@@ -6,6 +6,8 @@
 //! preprocessing ([`vision`]), the byte-bounded cache of loaded models ([`cache`]) and dynamic
 //! batching ([`batch`]), joined in [`serve::Runtime`].
 //!
+//! Vision families on candle besides ViT: ResNet in [`resnet`], CLIP in [`clip`].
+//!
 //! Must never: fetch anything from a network, trust bytes it has not been handed by the
 //! store (callers verify CIDs before a folder reaches [`Model::load`]), or copy a weights file
 //! into the heap when the format can be memory-mapped.
@@ -16,6 +18,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod clip;
 pub mod device;
 pub mod encoder;
 mod error;
@@ -25,6 +28,7 @@ pub mod kernels;
 pub mod llama;
 pub mod model;
 pub mod onnx;
+pub mod resnet;
 pub mod serve;
 pub mod spec;
 pub mod text;

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clip::Clip;
 use crate::device::{Backend, DeviceChoice, cpu_features, cpu_threads};
 use crate::encoder::Encoder;
 use crate::error::{Result, RuntimeError};
@@ -12,6 +13,7 @@ use crate::generate::{GenerateParams, Generation};
 use crate::gpt2::Gpt2;
 use crate::llama::Llama;
 use crate::onnx::{OnnxImage, OnnxText, SessionOptions};
+use crate::resnet::ResNet;
 use crate::spec::{Family, Format, ModelSpec, Task};
 use crate::text::TextTokenizer;
 use crate::vision::Preprocess;
@@ -40,6 +42,14 @@ pub enum Input {
         /// Wrap `text` as one user message in the model's chat template.
         #[serde(default)]
         chat: bool,
+    },
+    /// An encoded image (PNG, JPEG) and candidate texts to score it against (zero-shot
+    /// image classification).
+    ImageTexts {
+        /// The image file's bytes.
+        bytes: Vec<u8>,
+        /// The candidate labels, as texts (at least one).
+        texts: Vec<String>,
     },
 }
 
@@ -114,6 +124,8 @@ enum Kind {
         Preprocess,
         candle_core::Device,
     ),
+    Resnet(Box<ResNet>, Preprocess),
+    Clip(Box<Clip>, TextTokenizer, Preprocess),
 }
 
 /// A loaded model.
@@ -220,6 +232,31 @@ impl Model {
                 let model = candle_transformers::models::vit::Model::new(&cfg, labels, vb)?;
                 Kind::Vit(Box::new(model), pre, dev)
             }
+            (Format::Safetensors, Family::Resnet) => {
+                let labels = spec.labels.len();
+                if labels == 0 {
+                    return Err(RuntimeError::InvalidModel(
+                        "an image classifier needs id2label in config.json".into(),
+                    ));
+                }
+                let pre = Preprocess::from_dir(&spec.dir)?;
+                let model = ResNet::load(&spec, labels, &device.candle_device()?)?;
+                Kind::Resnet(Box::new(model), pre)
+            }
+            (Format::Safetensors, Family::Clip) => {
+                let model = Clip::load(&spec, &device.candle_device()?)?;
+                let pre = Preprocess::from_dir(&spec.dir)?;
+                let (w, h) = pre.output_size((0, 0));
+                let s = model.image_size();
+                if (w as usize, h as usize) != (s, s) {
+                    return Err(RuntimeError::InvalidModel(format!(
+                        "{}: preprocessing makes {w}x{h} images, the model takes {s}x{s}",
+                        spec.dir.display()
+                    )));
+                }
+                let tok = tokenizer(model.max_len())?;
+                Kind::Clip(Box::new(model), tok, pre)
+            }
             (Format::Safetensors, Family::Gpt2) => Kind::Gpt2(Box::new(Mutex::new(Gpt2::load(
                 &spec,
                 &device.candle_device()?,
@@ -291,6 +328,8 @@ impl Model {
             Kind::Llama(l) => l.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
             Kind::Gpt2(g) => g.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
             Kind::Vit(..) => std::fs::metadata(&self.spec.weights).map_or(0, |m| m.len()),
+            Kind::Resnet(m, _) => m.weight_bytes(),
+            Kind::Clip(m, ..) => m.weight_bytes(),
         }
     }
 
@@ -331,6 +370,21 @@ impl Model {
                     Ok(logits.iter().map(|row| crate::onnx::softmax(row)).collect())
                 })
             }
+            Kind::Resnet(m, pre) => {
+                self.run_images(inputs, pre, crate::onnx::Layout::Nchw, |pixels, n| {
+                    let (w, h) = pre.output_size((0, 0));
+                    let (w, h) = (w as usize, h as usize);
+                    if pixels.len() != n * 3 * w * h {
+                        return Err(RuntimeError::InvalidInput(format!(
+                            "preprocessing made images of other sizes than {w}x{h} \
+                             (preprocessor_config.json resizes without cropping)"
+                        )));
+                    }
+                    let logits = m.classify(pixels, n, (w, h))?;
+                    Ok(logits.iter().map(|row| crate::onnx::softmax(row)).collect())
+                })
+            }
+            Kind::Clip(m, tok, pre) => self.run_clip(m, tok, pre, inputs),
             Kind::Llama(l) => inputs
                 .iter()
                 .map(|input| {
@@ -412,6 +466,142 @@ impl Model {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(RuntimeError::InvalidInput("not run".into()))))
             .collect()
+    }
+
+    /// CLIP: texts and images embedded (task embed), or images scored against their texts
+    /// (zero-shot); all images of the batch go through the vision model at once, all texts
+    /// through the text model at once.
+    fn run_clip(
+        &self,
+        clip: &Clip,
+        tok: &TextTokenizer,
+        pre: &Preprocess,
+        inputs: &[Input],
+    ) -> Vec<Result<Output>> {
+        let task = self.spec.task;
+        let size = clip.image_size() as u32;
+        let mut results: Vec<Option<Result<Output>>> = Vec::with_capacity(inputs.len());
+        let mut pixels = Vec::new();
+        // Per input: its image's row in the image batch, and its texts' rows.
+        let mut slots: Vec<(Option<usize>, std::ops::Range<usize>)> = Vec::new();
+        let mut images = 0;
+        let mut texts: Vec<&str> = Vec::new();
+        let mut add_image = |bytes: &[u8], pixels: &mut Vec<f32>| -> Result<usize> {
+            let base = pixels.len();
+            let (w, h) = pre.run(bytes, crate::onnx::Layout::Nchw, pixels)?;
+            if (w, h) != (size, size) {
+                pixels.truncate(base);
+                return Err(RuntimeError::InvalidInput(format!(
+                    "preprocessing made a {w}x{h} image, the model takes {size}x{size}"
+                )));
+            }
+            images += 1;
+            Ok(images - 1)
+        };
+        for input in inputs {
+            let slot = match (task, input) {
+                (Task::Embed, Input::Text { text }) => {
+                    texts.push(text);
+                    Ok((None, texts.len() - 1..texts.len()))
+                }
+                (Task::Embed, Input::Image { bytes }) => {
+                    add_image(bytes, &mut pixels).map(|i| (Some(i), 0..0))
+                }
+                (Task::ZeroShot, Input::ImageTexts { texts: t, .. }) if t.is_empty() => {
+                    Err(RuntimeError::InvalidInput(
+                        "zero-shot classification needs at least one candidate text".into(),
+                    ))
+                }
+                (Task::ZeroShot, Input::ImageTexts { bytes, texts: t }) => {
+                    add_image(bytes, &mut pixels).map(|i| {
+                        let start = texts.len();
+                        texts.extend(t.iter().map(String::as_str));
+                        (Some(i), start..texts.len())
+                    })
+                }
+                (Task::Embed, other) => Err(RuntimeError::InvalidInput(format!(
+                    "this model (embed) takes text or an image, not {}",
+                    input_kind(other)
+                ))),
+                (_, other) => Err(wrong_input(other, task)),
+            };
+            match slot {
+                Ok(slot) => {
+                    slots.push(slot);
+                    results.push(None);
+                }
+                Err(e) => {
+                    slots.push((None, 0..0));
+                    results.push(Some(Err(e)));
+                }
+            }
+        }
+        let shared = |r: Result<Vec<Vec<f32>>>| r.map_err(|e| e.to_string());
+        let image_rows = if images > 0 {
+            shared(clip.embed_images(&pixels, images))
+        } else {
+            Ok(Vec::new())
+        };
+        let text_rows = if texts.is_empty() {
+            Ok(Vec::new())
+        } else {
+            shared(
+                tok.encode_batch(&texts)
+                    .and_then(|batch| clip.embed_texts(&batch)),
+            )
+        };
+        let row = |rows: &std::result::Result<Vec<Vec<f32>>, String>, i: usize| {
+            rows.as_ref()
+                .map_err(|e| RuntimeError::InvalidInput(e.clone()))
+                .and_then(|r| {
+                    r.get(i).cloned().ok_or_else(|| {
+                        RuntimeError::InvalidInput(format!("no embedding for row {i}"))
+                    })
+                })
+        };
+        for ((result, (image, range)), input) in results.iter_mut().zip(slots).zip(inputs) {
+            if result.is_some() {
+                continue;
+            }
+            let out = match (image, input) {
+                (None, _) => {
+                    row(&text_rows, range.start).map(|vector| Output::Embedding { vector })
+                }
+                (Some(i), Input::ImageTexts { texts: names, .. }) => {
+                    row(&image_rows, i).and_then(|img| {
+                        let candidates = range
+                            .map(|t| row(&text_rows, t))
+                            .collect::<Result<Vec<_>>>()?;
+                        let logits = clip.scaled_cosines(&img, &candidates);
+                        Ok(self.zero_shot_labels(names, logits))
+                    })
+                }
+                (Some(i), _) => row(&image_rows, i).map(|vector| Output::Embedding { vector }),
+            };
+            *result = Some(out);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(RuntimeError::InvalidInput("not run".into()))))
+            .collect()
+    }
+
+    /// Zero-shot labels: each text a class (index = its position), scored by the softmax of
+    /// `logits`, best first (top-k).
+    fn zero_shot_labels(&self, texts: &[String], logits: Vec<f32>) -> Output {
+        let probs = crate::onnx::softmax(&logits);
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let labels = order
+            .into_iter()
+            .take(self.options.top_k.max(1))
+            .map(|index| Label {
+                index,
+                label: texts.get(index).cloned().unwrap_or_default(),
+                score: probs[index],
+            })
+            .collect();
+        Output::Labels { labels, logits }
     }
 
     fn run_text(&self, inputs: &[Input]) -> Vec<Result<Output>> {
@@ -499,16 +689,22 @@ impl Model {
     }
 }
 
-fn wrong_input(input: &Input, task: Task) -> RuntimeError {
-    let got = match input {
+fn input_kind(input: &Input) -> &'static str {
+    match input {
         Input::Text { .. } => "text",
         Input::Image { .. } => "an image",
         Input::Prompt { .. } => "a prompt",
-    };
+        Input::ImageTexts { .. } => "an image with texts",
+    }
+}
+
+fn wrong_input(input: &Input, task: Task) -> RuntimeError {
+    let got = input_kind(input);
     let wants = match task {
         Task::Embed | Task::Classify => "text",
         Task::Generate => "a prompt",
         Task::ClassifyImage => "an image",
+        Task::ZeroShot => "an image with candidate texts",
     };
     RuntimeError::InvalidInput(format!("this model ({task}) takes {wants}, not {got}"))
 }

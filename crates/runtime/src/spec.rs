@@ -34,6 +34,11 @@ pub enum Family {
     Gpt2,
     /// Vision transformers (`ViTForImageClassification` safetensors), candle.
     Vit,
+    /// ResNets (`ResNetForImageClassification` safetensors), candle.
+    Resnet,
+    /// CLIP (`CLIPModel` safetensors + `tokenizer.json`): text and image embeddings,
+    /// zero-shot image classification, candle.
+    Clip,
     /// An ONNX graph taking token ids (text encoder).
     OnnxText,
     /// An ONNX graph taking one image tensor (image classifier).
@@ -52,6 +57,8 @@ pub enum Task {
     Generate,
     /// Image classification: top-k labels.
     ClassifyImage,
+    /// Zero-shot image classification: an image scored against candidate texts.
+    ZeroShot,
 }
 
 impl fmt::Display for Task {
@@ -61,6 +68,7 @@ impl fmt::Display for Task {
             Task::Classify => "classify",
             Task::Generate => "generate",
             Task::ClassifyImage => "classify-image",
+            Task::ZeroShot => "zero-shot",
         })
     }
 }
@@ -73,8 +81,9 @@ impl FromStr for Task {
             "classify" | "text-classification" => Ok(Task::Classify),
             "generate" | "text-generation" => Ok(Task::Generate),
             "classify-image" | "image-classification" => Ok(Task::ClassifyImage),
+            "zero-shot" | "zero-shot-image-classification" => Ok(Task::ZeroShot),
             _ => Err(RuntimeError::InvalidInput(format!(
-                "unknown task {s:?} (expected embed, classify, generate or classify-image)"
+                "unknown task {s:?} (expected embed, classify, generate, classify-image or zero-shot)"
             ))),
         }
     }
@@ -84,6 +93,7 @@ impl FromStr for Task {
 pub const SUPPORTED: &str = "BERT-family encoders (model_type bert: MiniLM, BERT; distilbert; roberta, \
      xlm-roberta, camembert) as safetensors \
      (embed, classify); GPT-2 as safetensors (generate); ViT as safetensors (classify-image); \
+     ResNet as safetensors (classify-image); CLIP as safetensors (zero-shot, embed); \
      llama-family decoders as GGUF \
      (generate); ONNX text encoders taking \
      input_ids (embed) and ONNX image classifiers (classify-image)";
@@ -184,6 +194,8 @@ impl ModelSpec {
                 }
                 Some("gpt2") => (Format::Safetensors, Family::Gpt2, Task::Generate, w),
                 Some("vit") => (Format::Safetensors, Family::Vit, Task::ClassifyImage, w),
+                Some("resnet") => (Format::Safetensors, Family::Resnet, Task::ClassifyImage, w),
+                Some("clip") => (Format::Safetensors, Family::Clip, Task::ZeroShot, w),
                 Some(other) => {
                     return Err(RuntimeError::Unsupported(format!(
                         "{}: model_type {other:?}; supported: {SUPPORTED}",
@@ -210,6 +222,7 @@ impl ModelSpec {
             Some(t) if t == default_task => t,
             Some(Task::Classify) if family == Family::Bert => Task::Classify,
             Some(Task::Embed) if family == Family::Bert => Task::Embed,
+            Some(Task::Embed) if family == Family::Clip => Task::Embed,
             Some(t) => {
                 return Err(RuntimeError::Unsupported(format!(
                     "{}: a {family:?} model cannot do task {t} (it does {default_task})",
@@ -217,7 +230,11 @@ impl ModelSpec {
                 )));
             }
         };
-        if matches!(family, Family::Bert | Family::Gpt2 | Family::OnnxText) && tokenizer.is_none() {
+        if matches!(
+            family,
+            Family::Bert | Family::Gpt2 | Family::OnnxText | Family::Clip
+        ) && tokenizer.is_none()
+        {
             return Err(RuntimeError::InvalidModel(format!(
                 "{}: a text model needs tokenizer.json",
                 dir.display()
@@ -309,6 +326,56 @@ mod tests {
             .expect_err("must fail")
             .to_string();
         assert!(e.contains("cannot do task generate"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn detects_resnet_and_clip() -> Result<()> {
+        let d = tempfile::tempdir().map_err(|e| RuntimeError::io("tmp", e))?;
+        write(d.path(), "model.safetensors", "");
+        write(
+            d.path(),
+            "config.json",
+            r#"{"model_type":"resnet","id2label":{"0":"cat","1":"dog"}}"#,
+        );
+        let s = ModelSpec::detect(d.path())?;
+        assert_eq!((s.family, s.task), (Family::Resnet, Task::ClassifyImage));
+        assert_eq!(s.labels, vec!["cat", "dog"]);
+        let e = ModelSpec::detect_with(d.path(), Some(Task::Embed))
+            .expect_err("must fail")
+            .to_string();
+        assert!(e.contains("cannot do task embed"), "{e}");
+
+        write(d.path(), "config.json", r#"{"model_type":"clip"}"#);
+        let e = ModelSpec::detect(d.path())
+            .expect_err("must fail")
+            .to_string();
+        assert!(e.contains("needs tokenizer.json"), "{e}");
+        write(d.path(), "tokenizer.json", "{}");
+        let s = ModelSpec::detect(d.path())?;
+        assert_eq!((s.family, s.task), (Family::Clip, Task::ZeroShot));
+        let s = ModelSpec::detect_with(d.path(), Some(Task::Embed))?;
+        assert_eq!(s.task, Task::Embed);
+        let e = ModelSpec::detect_with(d.path(), Some(Task::ClassifyImage))
+            .expect_err("must fail")
+            .to_string();
+        assert!(e.contains("cannot do task classify-image"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn zero_shot_task_names() -> Result<()> {
+        assert_eq!("zero-shot".parse::<Task>()?, Task::ZeroShot);
+        assert_eq!(
+            "zero-shot-image-classification".parse::<Task>()?,
+            Task::ZeroShot
+        );
+        assert_eq!(Task::ZeroShot.to_string(), "zero-shot");
+        let e = "zeroshot"
+            .parse::<Task>()
+            .expect_err("must fail")
+            .to_string();
+        assert!(e.contains("zero-shot"), "{e}");
         Ok(())
     }
 

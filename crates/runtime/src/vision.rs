@@ -3,6 +3,9 @@
 //!
 //! Hugging Face keys are read (`do_resize`, `size`, `resample`, `do_center_crop`,
 //! `crop_size`, `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean`, `image_std`),
+//! with `size.shortest_edge` keeping the aspect ratio (CLIP) and ConvNeXT's `crop_pct` rule
+//! (ResNet: resize the shorter side to `shortest_edge / crop_pct`, then centre-crop
+//! `shortest_edge`; at 384 and above a square resize, no crop),
 //! plus two of Lattice's for graphs trained on other pipelines (Caffe's Open-NSFW):
 //! `lattice_channel_order` (`"rgb"`/`"bgr"`, the order `image_mean` is given in too) and
 //! `lattice_jpeg_roundtrip_quality` (encode and decode as JPEG after resizing).
@@ -31,6 +34,10 @@ pub enum ChannelOrder {
 pub struct Preprocess {
     /// Resize to (width, height) first, when set.
     pub resize: Option<(u32, u32)>,
+    /// Resize so the shorter side is this many pixels, keeping the aspect ratio (the longer
+    /// side is truncated as Hugging Face's `get_resize_output_image_size` does); used when
+    /// `resize` is not set.
+    pub shortest_edge: Option<u32>,
     /// The resampling filter.
     pub filter: FilterType,
     /// JPEG-encode and decode at this quality after resizing.
@@ -52,6 +59,7 @@ impl Default for Preprocess {
     fn default() -> Self {
         Self {
             resize: Some((224, 224)),
+            shortest_edge: None,
             filter: FilterType::Triangle,
             jpeg_roundtrip: None,
             crop: None,
@@ -61,6 +69,47 @@ impl Default for Preprocess {
             order: ChannelOrder::Rgb,
         }
     }
+}
+
+/// The most pixels a shortest-edge resize may make (a 1x100000 image would otherwise ask for
+/// gigabytes).
+const MAX_RESIZED_PIXELS: u64 = 1 << 26;
+
+/// `size` as a shortest edge: `{"shortest_edge": n}`, or a bare number for processors whose
+/// integer size means the shorter side (`default_to_square = False`: CLIP, ConvNeXT, BiT).
+fn shortest_edge_of(v: &Value) -> Option<u32> {
+    let size = v.get("size")?;
+    if let Some(n) = size.get("shortest_edge").and_then(Value::as_u64) {
+        return Some(n as u32);
+    }
+    let kind = v
+        .get("image_processor_type")
+        .or_else(|| v.get("feature_extractor_type"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let not_square = ["CLIP", "ConvNext", "Bit"]
+        .iter()
+        .any(|p| kind.starts_with(p));
+    size.as_u64().filter(|_| not_square).map(|n| n as u32)
+}
+
+/// Whether the processor is ConvNeXT's (which applies `crop_pct` in its resize).
+fn is_convnext(v: &Value) -> bool {
+    v.get("image_processor_type")
+        .or_else(|| v.get("feature_extractor_type"))
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.starts_with("ConvNext"))
+}
+
+/// The (width, height) a shortest-edge resize gives `(w, h)`: the shorter side becomes `s`,
+/// the longer `int(s * long / short)`. A zero side (size unknown) gives `(s, s)`.
+pub fn shortest_edge_size((w, h): (u32, u32), s: u32) -> (u32, u32) {
+    if w == 0 || h == 0 {
+        return (s, s);
+    }
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    let new_long = (f64::from(s) * f64::from(long) / f64::from(short)) as u32;
+    if w <= h { (s, new_long) } else { (new_long, s) }
 }
 
 fn size_of(v: Option<&Value>) -> Option<(u32, u32)> {
@@ -135,12 +184,36 @@ impl Preprocess {
             }
         };
         let normalize = flag("do_normalize", true);
+        let do_resize = flag("do_resize", true);
+        let shortest = shortest_edge_of(v).filter(|_| do_resize);
+        // ConvNeXT (microsoft/resnet-50): below 384 the shorter side goes to
+        // int(shortest_edge / crop_pct) and a shortest_edge square is cropped from the
+        // centre; from 384 the image is resized to a square.
+        let convnext = match shortest.filter(|_| is_convnext(v)) {
+            Some(s) if s < 384 => {
+                let pct = v
+                    .get("crop_pct")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(224.0 / 256.0);
+                if !(pct > 0.0 && pct <= 1.0) {
+                    return Err(RuntimeError::InvalidModel(format!(
+                        "preprocessor_config.json: crop_pct {pct} is not in (0, 1]"
+                    )));
+                }
+                Some((None, Some((f64::from(s) / pct) as u32), Some((s, s))))
+            }
+            Some(s) => Some((Some((s, s)), None, None)),
+            None => None,
+        };
+        let (resize, shortest_edge, convnext_crop) = match convnext {
+            Some(c) => c,
+            None if shortest.is_some() => (None, shortest, None),
+            None if do_resize => (size_of(v.get("size")).or(Some((224, 224))), None, None),
+            None => (None, None, None),
+        };
         Ok(Self {
-            resize: if flag("do_resize", true) {
-                size_of(v.get("size")).or(Some((224, 224)))
-            } else {
-                None
-            },
+            resize,
+            shortest_edge,
             filter,
             jpeg_roundtrip: v
                 .get("lattice_jpeg_roundtrip_quality")
@@ -150,7 +223,8 @@ impl Preprocess {
                 size_of(v.get("crop_size"))
             } else {
                 None
-            },
+            }
+            .or(convnext_crop),
             rescale: if flag("do_rescale", true) {
                 v.get("rescale_factor")
                     .and_then(Value::as_f64)
@@ -172,9 +246,13 @@ impl Preprocess {
         })
     }
 
-    /// The output (width, height).
+    /// The output (width, height) for an image of `original` size (`(0, 0)` when unknown:
+    /// a shortest-edge resize without a crop then answers a square).
     pub fn output_size(&self, original: (u32, u32)) -> (u32, u32) {
-        self.crop.or(self.resize).unwrap_or(original)
+        self.crop
+            .or(self.resize)
+            .or(self.shortest_edge.map(|s| shortest_edge_size(original, s)))
+            .unwrap_or(original)
     }
 
     /// Decodes encoded image bytes (PNG, JPEG) into RGB.
@@ -189,6 +267,17 @@ impl Preprocess {
         let mut img = img;
         if let Some((w, h)) = self.resize {
             img = image::imageops::resize(&img, w, h, self.filter);
+        } else if let Some(s) = self.shortest_edge {
+            let (w, h) = shortest_edge_size(img.dimensions(), s);
+            if u64::from(w) * u64::from(h) > MAX_RESIZED_PIXELS {
+                let (ow, oh) = img.dimensions();
+                return Err(RuntimeError::InvalidInput(format!(
+                    "image {ow}x{oh} is too elongated: its shorter side to {s} makes {w}x{h}"
+                )));
+            }
+            if (w, h) != img.dimensions() {
+                img = image::imageops::resize(&img, w, h, self.filter);
+            }
         }
         if let Some(q) = self.jpeg_roundtrip {
             let mut buf = Vec::new();
@@ -300,6 +389,64 @@ mod tests {
         assert_eq!(p.order, ChannelOrder::Bgr);
         assert_eq!(p.jpeg_roundtrip, Some(75));
         assert_eq!(p.output_size((640, 480)), (224, 224));
+        Ok(())
+    }
+
+    fn parse(json: &str) -> Result<Preprocess> {
+        let v: Value =
+            serde_json::from_str(json).map_err(|e| RuntimeError::InvalidModel(e.to_string()))?;
+        Preprocess::from_json(&v)
+    }
+
+    #[test]
+    fn shortest_edge_keeps_the_aspect_ratio() -> Result<()> {
+        // openai/clip-vit-base-patch32's form: a bare size means the shorter side.
+        let p = parse(
+            r#"{"image_processor_type":"CLIPImageProcessor","size":224,"do_center_crop":true,
+                "crop_size":224,"resample":3}"#,
+        )?;
+        assert_eq!((p.resize, p.shortest_edge), (None, Some(224)));
+        assert_eq!(p.crop, Some((224, 224)));
+        assert_eq!(p.filter, FilterType::CatmullRom);
+        let p = parse(r#"{"size":{"shortest_edge":32}}"#)?;
+        assert_eq!(p.output_size((60, 45)), (42, 32));
+        assert_eq!(p.output_size((45, 61)), (32, 43));
+        let img = p.geometry(RgbImage::new(60, 45))?;
+        assert_eq!(img.dimensions(), (42, 32));
+        let e = p
+            .geometry(RgbImage::new(1, 100_000))
+            .expect_err("must fail")
+            .to_string();
+        assert!(e.contains("too elongated"), "{e}");
+        // A bare number for a ViT processor is still a square.
+        let p = parse(r#"{"image_processor_type":"ViTImageProcessor","size":32}"#)?;
+        assert_eq!((p.resize, p.shortest_edge), (Some((32, 32)), None));
+        Ok(())
+    }
+
+    #[test]
+    fn convnext_crop_pct_resizes_then_crops() -> Result<()> {
+        // microsoft/resnet-50's preprocessor_config.json.
+        let p = parse(
+            r#"{"feature_extractor_type":"ConvNextFeatureExtractor","size":224,"crop_pct":0.875,
+                "resample":3,"do_normalize":true}"#,
+        )?;
+        assert_eq!(p.shortest_edge, Some(256));
+        assert_eq!(p.crop, Some((224, 224)));
+        assert_eq!(p.output_size((640, 480)), (224, 224));
+        let img = p.geometry(RgbImage::new(300, 400))?;
+        assert_eq!(img.dimensions(), (224, 224));
+        let p = parse(
+            r#"{"image_processor_type":"ConvNextImageProcessor","size":{"shortest_edge":384}}"#,
+        )?;
+        assert_eq!(
+            (p.resize, p.shortest_edge, p.crop),
+            (Some((384, 384)), None, None)
+        );
+        let e =
+            parse(r#"{"image_processor_type":"ConvNextImageProcessor","size":224,"crop_pct":0}"#)
+                .expect_err("must fail");
+        assert!(e.to_string().contains("crop_pct"), "{e}");
         Ok(())
     }
 }
