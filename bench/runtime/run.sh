@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runtime benchmark: lattice's MiniLM-L6 embedding paths against Python peers
-# (onnxruntime int8, onnxruntime fp32, PyTorch fp32), batch 1 and 32, 2 threads.
+# (onnxruntime int8, onnxruntime fp32, PyTorch fp32), batch 1 and 32, 2 threads; and SmolLM2-135M
+# greedy decode tokens/s against PyTorch (transformers on the same GGUF, dequantized to fp32).
 #
 #   bench/runtime/run.sh [peers.py args, e.g. --iters 50]
 #
@@ -117,6 +118,27 @@ for batch in sorted({r["batch"] for r in peers + lattice}):
             print(f"  {name(l):{w}} " + " ".join(cells))
         if any(l["threads"] != p["threads"] for l in ls for p in ps):
             print("  warning: thread counts differ between lattice and peers")
+
+def gen(path, side):
+    out = []
+    for line in open(path):
+        if line.strip().startswith("{"):
+            r = json.loads(line)
+            if "tokens_per_s" in r:
+                r["side"] = side
+                out.append(r)
+    return out
+
+gp, gl = gen(sys.argv[1], "peer"), gen(sys.argv[2], "lattice")
+if gp or gl:
+    print("\ngeneration (SmolLM2-135M, greedy, decode tokens/s after the prompt)")
+    for r in gl + gp:
+        print(f'  {r["side"]:8} {name(r):32} {r.get("threads", "?"):>7} '
+              f'{r["tokens_per_s"]:>8.1f} tokens/s  prompt {r.get("prompt_ms", float("nan")):>7.1f} ms  '
+              f'{r.get("new_tokens", "?")} new tokens')
+    for l in gl:
+        for p in gp:
+            print(f"  ratio {name(l)} / {name(p)} tokens/s: {l['tokens_per_s'] / p['tokens_per_s']:.2f} (> 1 = lattice faster)")
 PY
 
 if [[ $lattice_status -ne 0 ]]; then
