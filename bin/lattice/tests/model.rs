@@ -144,6 +144,38 @@ fn deterministic_output_does_not_depend_on_the_thread_count() {
 }
 
 #[test]
+fn sampled_generation_does_not_depend_on_the_thread_count() {
+    // Same seed, 1 vs 2 threads: the same tokens, for the quantized llama (SmolLM2) and the
+    // GPT-2 implementation (tiny fixture). Sampling makes any difference in the logits'
+    // bits likely to show up as a different token somewhere in the run.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let gpt2 =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crates/runtime/tests/data/tiny-gpt2");
+    for (model, prompt) in [
+        (models().join("smollm2"), "List three colours:"),
+        (gpt2, "Once upon a time"),
+    ] {
+        let run = |threads: &str| {
+            let g = json(
+                lattice(tmp.path())
+                    .env("CANDLE_NUM_THREADS", threads)
+                    .env("RAYON_NUM_THREADS", threads)
+                    .args(["--json", "model", "run", "--deterministic"])
+                    .arg(&model)
+                    .args(["--input", prompt, "--max-tokens", "12"])
+                    .args(["--temperature", "0.9", "--seed", "7"])
+                    .output()
+                    .expect("generate"),
+            );
+            g["outputs"][0]["generation"]["tokens"].clone()
+        };
+        let one = run("1");
+        assert_eq!(one.as_array().expect("tokens").len(), 12, "{model:?}");
+        assert_eq!(one, run("2"), "{model:?}");
+    }
+}
+
+#[test]
 fn classifies_an_image_and_generates_text() {
     let tmp = tempfile::tempdir().expect("tmp");
     let m = models();
