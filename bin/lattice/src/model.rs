@@ -25,10 +25,12 @@ pub(crate) struct RunArgs {
     /// Text to embed or classify, or the prompt to continue (repeat for a batch).
     #[arg(long, required_unless_present = "file")]
     input: Vec<String>,
-    /// A file to run on: an image for image models, UTF-8 text otherwise.
+    /// A file to run on: an image for image models, a WAV file for speech models, UTF-8 text
+    /// otherwise.
     #[arg(long, conflicts_with = "input")]
     file: Option<PathBuf>,
-    /// The task (embed, classify, generate, classify-image); default: what the model is for.
+    /// The task (embed, classify, generate, classify-image, transcribe); default: what the
+    /// model is for.
     #[arg(long)]
     task: Option<String>,
     /// cpu, cuda, cuda:N or metal (default: the best one found).
@@ -130,7 +132,7 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
         stop: a.stop.clone(),
     };
     let texts: Vec<String> = match &a.file {
-        Some(f) if model.task() != Task::ClassifyImage => vec![
+        Some(f) if !matches!(model.task(), Task::ClassifyImage | Task::Transcribe) => vec![
             std::fs::read_to_string(f)
                 .with_context(|| format!("{}: not readable as UTF-8 text", f.display()))?,
         ],
@@ -142,6 +144,14 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
                 bail!("this model classifies images: pass --file IMAGE");
             };
             vec![Input::Image {
+                bytes: std::fs::read(f).with_context(|| f.display().to_string())?,
+            }]
+        }
+        Task::Transcribe => {
+            let Some(f) = &a.file else {
+                bail!("this model transcribes speech: pass --file WAV");
+            };
+            vec![Input::Audio {
                 bytes: std::fs::read(f).with_context(|| f.display().to_string())?,
             }]
         }
@@ -208,6 +218,10 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
                     generation.prompt_ms,
                     generation.tokens_per_s
                 );
+            }
+            Output::Transcript { text, tokens } => {
+                println!("{text}");
+                eprintln!("{} tokens", tokens.len());
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::onnx::{OnnxImage, OnnxText, SessionOptions};
 use crate::spec::{Family, Format, ModelSpec, Task};
 use crate::text::TextTokenizer;
 use crate::vision::Preprocess;
+use crate::whisper::Whisper;
 
 /// One request to a model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +41,11 @@ pub enum Input {
         /// Wrap `text` as one user message in the model's chat template.
         #[serde(default)]
         chat: bool,
+    },
+    /// An audio file (WAV) to transcribe.
+    Audio {
+        /// The WAV file's bytes.
+        bytes: Vec<u8>,
     },
 }
 
@@ -74,6 +80,13 @@ pub enum Output {
     Generated {
         /// The generation.
         generation: Generation,
+    },
+    /// A transcript of audio.
+    Transcript {
+        /// The text (special tokens skipped).
+        text: String,
+        /// The generated token ids (without the decoder prompt and end-of-text).
+        tokens: Vec<u32>,
     },
 }
 
@@ -114,6 +127,7 @@ enum Kind {
         Preprocess,
         candle_core::Device,
     ),
+    Whisper(Box<Whisper>),
 }
 
 /// A loaded model.
@@ -224,6 +238,9 @@ impl Model {
                 &spec,
                 &device.candle_device()?,
             )?))),
+            (Format::Safetensors, Family::Whisper) => {
+                Kind::Whisper(Box::new(Whisper::load(&spec, &device.candle_device()?)?))
+            }
             (format, family) => {
                 return Err(RuntimeError::Unsupported(format!(
                     "{family:?} as {format:?}; supported: {}",
@@ -291,6 +308,7 @@ impl Model {
             Kind::Llama(l) => l.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
             Kind::Gpt2(g) => g.lock().unwrap_or_else(|e| e.into_inner()).weight_bytes(),
             Kind::Vit(..) => std::fs::metadata(&self.spec.weights).map_or(0, |m| m.len()),
+            Kind::Whisper(w) => w.weight_bytes(),
         }
     }
 
@@ -362,6 +380,21 @@ impl Model {
                     let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
                     Ok(Output::Generated {
                         generation: g.generate(text, params)?,
+                    })
+                })
+                .collect(),
+            // One after another: each window's decoding is sequential anyway, and an audio's
+            // transcript then never depends on the others in the batch.
+            Kind::Whisper(w) => inputs
+                .iter()
+                .map(|input| {
+                    let Input::Audio { bytes } = input else {
+                        return Err(wrong_input(input, self.spec.task));
+                    };
+                    let t = w.transcribe_wav(bytes, None)?;
+                    Ok(Output::Transcript {
+                        text: t.text,
+                        tokens: t.tokens,
                     })
                 })
                 .collect(),
@@ -504,11 +537,13 @@ fn wrong_input(input: &Input, task: Task) -> RuntimeError {
         Input::Text { .. } => "text",
         Input::Image { .. } => "an image",
         Input::Prompt { .. } => "a prompt",
+        Input::Audio { .. } => "audio",
     };
     let wants = match task {
         Task::Embed | Task::Classify => "text",
         Task::Generate => "a prompt",
         Task::ClassifyImage => "an image",
+        Task::Transcribe => "audio (a WAV file)",
     };
     RuntimeError::InvalidInput(format!("this model ({task}) takes {wants}, not {got}"))
 }

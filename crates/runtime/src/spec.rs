@@ -38,6 +38,8 @@ pub enum Family {
     OnnxText,
     /// An ONNX graph taking one image tensor (image classifier).
     OnnxImage,
+    /// Whisper speech-to-text (`WhisperForConditionalGeneration` safetensors), candle.
+    Whisper,
 }
 
 /// What running the model produces.
@@ -52,6 +54,8 @@ pub enum Task {
     Generate,
     /// Image classification: top-k labels.
     ClassifyImage,
+    /// Speech to text: a transcript of an audio file.
+    Transcribe,
 }
 
 impl fmt::Display for Task {
@@ -61,6 +65,7 @@ impl fmt::Display for Task {
             Task::Classify => "classify",
             Task::Generate => "generate",
             Task::ClassifyImage => "classify-image",
+            Task::Transcribe => "transcribe",
         })
     }
 }
@@ -73,8 +78,11 @@ impl FromStr for Task {
             "classify" | "text-classification" => Ok(Task::Classify),
             "generate" | "text-generation" => Ok(Task::Generate),
             "classify-image" | "image-classification" => Ok(Task::ClassifyImage),
+            "transcribe" | "automatic-speech-recognition" | "speech-recognition" => {
+                Ok(Task::Transcribe)
+            }
             _ => Err(RuntimeError::InvalidInput(format!(
-                "unknown task {s:?} (expected embed, classify, generate or classify-image)"
+                "unknown task {s:?} (expected embed, classify, generate, classify-image or transcribe)"
             ))),
         }
     }
@@ -83,7 +91,7 @@ impl FromStr for Task {
 /// What this runtime can run, for error messages.
 pub const SUPPORTED: &str = "BERT-family encoders (model_type bert: MiniLM, BERT; distilbert) as safetensors \
      (embed, classify); GPT-2 as safetensors (generate); ViT as safetensors (classify-image); \
-     llama-family decoders as GGUF \
+     Whisper as safetensors (transcribe); llama-family decoders as GGUF \
      (generate); ONNX text encoders taking \
      input_ids (embed) and ONNX image classifiers (classify-image)";
 
@@ -183,6 +191,7 @@ impl ModelSpec {
                 }
                 Some("gpt2") => (Format::Safetensors, Family::Gpt2, Task::Generate, w),
                 Some("vit") => (Format::Safetensors, Family::Vit, Task::ClassifyImage, w),
+                Some("whisper") => (Format::Safetensors, Family::Whisper, Task::Transcribe, w),
                 Some(other) => {
                     return Err(RuntimeError::Unsupported(format!(
                         "{}: model_type {other:?}; supported: {SUPPORTED}",
@@ -216,7 +225,11 @@ impl ModelSpec {
                 )));
             }
         };
-        if matches!(family, Family::Bert | Family::Gpt2 | Family::OnnxText) && tokenizer.is_none() {
+        if matches!(
+            family,
+            Family::Bert | Family::Gpt2 | Family::OnnxText | Family::Whisper
+        ) && tokenizer.is_none()
+        {
             return Err(RuntimeError::InvalidModel(format!(
                 "{}: a text model needs tokenizer.json",
                 dir.display()
