@@ -12,6 +12,8 @@
 use std::f64::consts::PI;
 use std::io::Cursor;
 
+use rayon::prelude::*;
+
 use crate::error::{Result, RuntimeError};
 
 /// The sample rate Whisper takes.
@@ -256,7 +258,14 @@ impl Fft {
         }
         // Combine: y[q·m + k] = Σ_r out[r·m + k]·W_len^(r·(q·m + k)).
         let step = self.n / len;
-        let mut col = vec![C::default(); p];
+        let mut small = [C::default(); 8];
+        let mut big = Vec::new();
+        let col: &mut [C] = if p <= small.len() {
+            &mut small[..p]
+        } else {
+            big.resize(p, C::default());
+            &mut big
+        };
         for k in 0..m {
             for (r, c) in col.iter_mut().enumerate() {
                 *c = out[r * m + k];
@@ -281,6 +290,8 @@ pub struct MelExtractor {
     n_mels: usize,
     /// `[n_mels][N_FFT / 2 + 1]`.
     filters: Vec<f64>,
+    /// Per mel bin, the range of FFT bins where its filter is non-zero.
+    support: Vec<std::ops::Range<usize>>,
     window: Vec<f64>,
     fft: Fft,
 }
@@ -336,9 +347,20 @@ impl MelExtractor {
         let window = (0..N_FFT)
             .map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / N_FFT as f64).cos())
             .collect();
+        let filters = mel_filters(n_mels);
+        let bins = N_FFT / 2 + 1;
+        let support = filters
+            .chunks_exact(bins)
+            .map(|row| {
+                let lo = row.iter().position(|&v| v != 0.0).unwrap_or(0);
+                let hi = row.iter().rposition(|&v| v != 0.0).map_or(lo, |i| i + 1);
+                lo..hi
+            })
+            .collect();
         Ok(Self {
             n_mels,
-            filters: mel_filters(n_mels),
+            filters,
+            support,
             window,
             fft: Fft::new(N_FFT),
         })
@@ -367,25 +389,40 @@ impl MelExtractor {
         };
         let bins = N_FFT / 2 + 1;
         let frames = CHUNK_FRAMES;
+        // Frame-major `[frames][n_mels]`, computed in parallel blocks of frames.
+        let block = 100;
+        let mut by_frame = vec![0f64; frames * self.n_mels];
+        by_frame
+            .par_chunks_mut(block * self.n_mels)
+            .enumerate()
+            .for_each(|(b, out)| {
+                let mut buf = vec![C::default(); N_FFT];
+                let mut spec = vec![C::default(); N_FFT];
+                let mut power = vec![0f64; bins];
+                for (i, row) in out.chunks_exact_mut(self.n_mels).enumerate() {
+                    let t = b * block + i;
+                    for (j, v) in buf.iter_mut().enumerate() {
+                        *v = C {
+                            re: at(t * HOP_LENGTH + j) * self.window[j],
+                            im: 0.0,
+                        };
+                    }
+                    self.fft.run(&buf, &mut spec);
+                    for (p, s) in power.iter_mut().zip(&spec) {
+                        *p = s.re * s.re + s.im * s.im;
+                    }
+                    for (m, r) in row.iter_mut().enumerate() {
+                        let range = self.support[m].clone();
+                        let f = &self.filters[m * bins..(m + 1) * bins][range.clone()];
+                        let v: f64 = f.iter().zip(&power[range]).map(|(a, b)| a * b).sum();
+                        *r = v.max(1e-10).log10();
+                    }
+                }
+            });
         let mut mel = vec![0f64; self.n_mels * frames];
-        let mut buf = vec![C::default(); N_FFT];
-        let mut spec = vec![C::default(); N_FFT];
-        let mut power = vec![0f64; bins];
-        for t in 0..frames {
-            for (j, b) in buf.iter_mut().enumerate() {
-                *b = C {
-                    re: at(t * HOP_LENGTH + j) * self.window[j],
-                    im: 0.0,
-                };
-            }
-            self.fft.run(&buf, &mut spec);
-            for (p, s) in power.iter_mut().zip(&spec) {
-                *p = s.re * s.re + s.im * s.im;
-            }
-            for m in 0..self.n_mels {
-                let f = &self.filters[m * bins..(m + 1) * bins];
-                let v: f64 = f.iter().zip(&power).map(|(a, b)| a * b).sum();
-                mel[m * frames + t] = v.max(1e-10).log10();
+        for (t, row) in by_frame.chunks_exact(self.n_mels).enumerate() {
+            for (m, &v) in row.iter().enumerate() {
+                mel[m * frames + t] = v;
             }
         }
         let max = mel.iter().copied().fold(f64::NEG_INFINITY, f64::max);
