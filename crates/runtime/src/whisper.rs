@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokenizers::Tokenizer;
@@ -34,7 +34,7 @@ use crate::audio::{CHUNK_FRAMES, CHUNK_SAMPLES, MelExtractor};
 use crate::encoder::LayerNorm;
 use crate::error::{Result, RuntimeError};
 use crate::generate::tokens_per_s;
-use crate::kernels::Gelu;
+use crate::kernels::{Dense, Gelu};
 use crate::spec::ModelSpec;
 
 /// Default `max_new_tokens` when the generation config sets none.
@@ -60,22 +60,39 @@ pub struct Transcription {
     pub tokens_per_s: f64,
 }
 
+/// A linear layer on [`Dense`] (packed once at load; the decoder runs it on one token at a
+/// time, where a general GEMM would repack the weight on every call), for inputs of any rank.
+struct Lin(Dense);
+
+impl Lin {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        let k = dims.last().copied().unwrap_or(1);
+        let m = x.elem_count() / k.max(1);
+        let y = self.0.forward(&x.contiguous()?.reshape((m, k))?)?;
+        if let Some(last) = dims.last_mut() {
+            *last = y.dim(1)?;
+        }
+        Ok(y.reshape(dims)?)
+    }
+}
+
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    out: Lin,
     heads: usize,
 }
 
-fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> Result<Linear> {
+fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> Result<Lin> {
     let w = vb.get((out, inp), "weight")?;
     let b = if bias {
         Some(vb.get(out, "bias")?)
     } else {
         None
     };
-    Ok(Linear::new(w, b))
+    Ok(Lin(Dense::new(Linear::new(w, b))?))
 }
 
 impl Attention {
@@ -97,7 +114,7 @@ impl Attention {
             .contiguous()?)
     }
 
-    /// Keys and values of `x`, split into heads.
+    /// Keys and values of `x`, split into heads: `[b, heads, t, hd]`.
     fn kv(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((
             self.split(&self.k.forward(x)?)?,
@@ -105,13 +122,13 @@ impl Attention {
         ))
     }
 
-    /// Attention of the queries of `x` over `k`/`v` (`[b, heads, t, hd]`), with an optional
-    /// additive mask `[s, t]`.
-    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Attention of the queries of `x` over transposed keys `kt` (`[b, heads, hd, t]`) and
+    /// values `v` (`[b, heads, t, hd]`), with an optional additive mask `[s, t]`.
+    fn attend(&self, x: &Tensor, kt: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, s, d) = x.dims3()?;
         let scale = ((d / self.heads) as f64).powf(-0.5);
         let q = self.split(&(self.q.forward(x)? * scale)?)?;
-        let mut att = q.matmul(&k.t()?)?;
+        let mut att = q.matmul(kt)?;
         if let Some(m) = mask {
             att = att.broadcast_add(m)?;
         }
@@ -121,13 +138,13 @@ impl Attention {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b, s, d))?;
-        Ok(self.out.forward(&y)?)
+        self.out.forward(&y)
     }
 }
 
 struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Lin,
+    fc2: Lin,
     ln: LayerNorm,
 }
 
@@ -163,7 +180,8 @@ struct DecoderLayer {
 }
 
 /// The decoder's per-layer state for one audio window: self-attention keys/values so far
-/// and the cross-attention keys/values of the encoder output.
+/// and the cross-attention keys (transposed, contiguous) and values of the encoder output.
+#[derive(Clone)]
 struct Cache {
     own: Vec<Option<(Tensor, Tensor)>>,
     cross: Vec<(Tensor, Tensor)>,
@@ -197,7 +215,7 @@ pub struct Whisper {
     dec_pos: Tensor,
     dec_layers: Vec<DecoderLayer>,
     dec_ln: LayerNorm,
-    proj: Tensor,
+    proj: Lin,
     mel: MelExtractor,
     tokenizer: Tokenizer,
     prompt: PromptConfig,
@@ -329,6 +347,7 @@ impl Whisper {
         } else {
             embed.clone()
         };
+        let proj = Lin(Dense::new(Linear::new(proj, None))?);
 
         let tok_path = spec
             .tokenizer
@@ -399,7 +418,7 @@ impl Whisper {
         let per_enc = 4 * d * d + 2 * d * enc_ffn;
         let per_dec = 8 * d * d + 2 * d * dec_ffn;
         let bytes = (3 * d * (n_mels + d)
-            + (source_positions + target_positions + vocab * if proj_out { 2 } else { 1 }) * d
+            + (source_positions + target_positions + 2 * vocab) * d
             + enc_layers.len() * per_enc
             + dec_layers.len() * per_dec) as u64
             * 4;
@@ -478,7 +497,7 @@ impl Whisper {
         for l in &self.enc_layers {
             let h = l.ln.forward(&x)?;
             let (k, v) = l.attn.kv(&h)?;
-            x = (&x + l.attn.attend(&h, &k, &v, None)?)?;
+            x = (&x + l.attn.attend(&h, &k.t()?, &v, None)?)?;
             x = l.mlp.residual(&x)?;
         }
         self.enc_ln.forward(&x)
@@ -490,7 +509,10 @@ impl Whisper {
             cross: self
                 .dec_layers
                 .iter()
-                .map(|l| l.cross.kv(encoded))
+                .map(|l| {
+                    let (k, v) = l.cross.kv(encoded)?;
+                    Ok((k.t()?.contiguous()?, v))
+                })
                 .collect::<Result<_>>()?,
         })
     }
@@ -535,19 +557,25 @@ impl Whisper {
                 v = Tensor::cat(&[pv, &v], 2)?;
             }
             *own = Some((k.clone(), v.clone()));
-            x = (&x + l.attn.attend(&h, &k, &v, mask.as_ref())?)?;
+            x = (&x + l.attn.attend(&h, &k.t()?, &v, mask.as_ref())?)?;
             let h = l.cross_ln.forward(&x)?;
             x = (&x + l.cross.attend(&h, ck, cv, None)?)?;
             x = l.mlp.residual(&x)?;
         }
         let last = self.dec_ln.forward(&x.narrow(1, s - 1, 1)?)?;
-        let logits = last.reshape((1, self.d_model))?.matmul(&self.proj.t()?)?;
+        let logits = self.proj.forward(&last.reshape((1, self.d_model))?)?;
         Ok(logits.squeeze(0)?.to_vec1::<f32>()?)
     }
 
     /// The decoder prompt for one window (see the module docs); detects the language with
     /// one decoder step when the model is multilingual and none is configured.
     pub fn prompt(&self, encoded: &Tensor) -> Result<Vec<u32>> {
+        self.prompt_for(&self.cache(encoded)?)
+    }
+
+    /// [`Whisper::prompt`] with the cross-attention state of the window already computed
+    /// (`cache` holds no decoded positions).
+    fn prompt_for(&self, cache: &Cache) -> Result<Vec<u32>> {
         let p = &self.prompt;
         let mut init: Vec<Option<u32>> = vec![Some(p.start)];
         if p.task.is_none() && p.language.is_none() {
@@ -557,7 +585,7 @@ impl Whisper {
         let lang = if let Some(l) = &p.language {
             Some(self.language_id(l)?)
         } else if !p.lang_to_id.is_empty() && lang_undefined {
-            Some(self.detect_language(encoded)?)
+            Some(self.detect_language(cache)?)
         } else {
             None
         };
@@ -619,8 +647,8 @@ impl Whisper {
     }
 
     /// The language token scored highest after `<|startoftranscript|>` alone.
-    fn detect_language(&self, encoded: &Tensor) -> Result<u32> {
-        let mut cache = self.cache(encoded)?;
+    fn detect_language(&self, cache: &Cache) -> Result<u32> {
+        let mut cache = cache.clone();
         let logits = self.decode(&[self.prompt.start], 0, &mut cache)?;
         let mut ids: Vec<u32> = self.prompt.lang_to_id.values().copied().collect();
         ids.sort_unstable();
@@ -645,7 +673,8 @@ impl Whisper {
         encoded: &Tensor,
         max_new_tokens: usize,
     ) -> Result<(Vec<u32>, Vec<u32>)> {
-        let prompt = self.prompt(encoded)?;
+        let mut cache = self.cache(encoded)?;
+        let prompt = self.prompt_for(&cache)?;
         if prompt.len() >= self.target_positions {
             return Err(RuntimeError::InvalidModel(format!(
                 "the decoder prompt has {} tokens; the decoder takes {}",
@@ -654,7 +683,6 @@ impl Whisper {
             )));
         }
         let max_new = max_new_tokens.min(self.target_positions - prompt.len());
-        let mut cache = self.cache(encoded)?;
         let mut logits = self.decode(&prompt, 0, &mut cache)?;
         let mut tokens = Vec::new();
         while tokens.len() < max_new {
