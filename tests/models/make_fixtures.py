@@ -469,6 +469,33 @@ def whisper():
         offset += block.size
         print(name, prompt, tokens, repr(refs[-1]["text"]), "min gap", min(gaps))
     (out / "features.f32").write_bytes(b"".join(raw))
+    # The decoder prompt transformers builds for other generation configs (on the first
+    # audio): a set language, a set task (the language still detected), both, and an
+    # English-only layout (no lang_to_id; forced <|notimestamps|> only). `set` overrides keys
+    # of generation_config.json; null removes one.
+    prompt_cases = []
+    for overrides in [
+        {"language": "fr"},
+        {"task": "translate"},
+        {"language": "de", "task": "translate"},
+        {
+            "is_multilingual": False,
+            "lang_to_id": None,
+            "task_to_id": None,
+            "forced_decoder_ids": [[1, sp["<|notimestamps|>"]]],
+        },
+    ]:
+        g2 = GenerationConfig.from_dict(g.to_dict())
+        for k, v in overrides.items():
+            if v is None:
+                delattr(g2, k)
+            else:
+                setattr(g2, k, v)
+        with torch.inference_mode():
+            o = model.generate(feats[0], generation_config=g2, return_dict_in_generate=True, output_scores=True)
+        sq = o.sequences[0].tolist()
+        prompt_cases.append({"set": overrides, "prompt": sq[: len(sq) - len(o.scores)]})
+        print("prompt case", overrides, prompt_cases[-1]["prompt"])
     ref = {
         "torch": torch.__version__,
         "features": "features.f32: little-endian f32, per file [80, frames] row-major at features_offset (in floats); "
@@ -477,6 +504,7 @@ def whisper():
         "suppress_tokens": suppress,
         "begin_suppress_tokens": begin,
         "audio": refs,
+        "prompt_cases": prompt_cases,
     }
     (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")

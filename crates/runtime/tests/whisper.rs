@@ -192,3 +192,46 @@ fn audio_longer_than_30_s_is_transcribed_in_windows() {
     );
     assert!(m.transcribe(&[], None).is_err());
 }
+
+#[test]
+fn the_prompt_follows_the_generation_config_as_transformers_builds_it() {
+    let cases = reference()["prompt_cases"]
+        .as_array()
+        .expect("prompt cases")
+        .clone();
+    assert!(!cases.is_empty());
+    let samples = wav_to_16k_mono(&wav(&audios()[0])).expect("decode");
+    let gen_config: Value = serde_json::from_slice(
+        &std::fs::read(dir().join("generation_config.json")).expect("generation config"),
+    )
+    .expect("json");
+    for case in cases {
+        let tmp = tempfile::tempdir().expect("tmp");
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            std::fs::copy(dir().join(f), tmp.path().join(f)).expect("copy");
+        }
+        let mut g = gen_config.clone();
+        for (k, v) in case["set"].as_object().expect("set") {
+            let obj = g.as_object_mut().expect("object");
+            if v.is_null() {
+                obj.remove(k);
+            } else {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        std::fs::write(
+            tmp.path().join("generation_config.json"),
+            serde_json::to_vec(&g).expect("json"),
+        )
+        .expect("write");
+        let spec = ModelSpec::detect(tmp.path()).expect("spec");
+        let m = Whisper::load(&spec, &candle_core::Device::Cpu).expect("load");
+        let encoded = m.encode(&m.features(&samples)).expect("encode");
+        assert_eq!(
+            m.prompt(&encoded).expect("prompt"),
+            ids(&case["prompt"]),
+            "{}",
+            case["set"]
+        );
+    }
+}
