@@ -410,6 +410,17 @@ impl Whisper {
         let suppress = ids_of(g("suppress_tokens").or_else(|| c.get("suppress_tokens")));
         let begin_suppress =
             ids_of(g("begin_suppress_tokens").or_else(|| c.get("begin_suppress_tokens")));
+        let prompt_ids = [Some(start), Some(eos), prompt.no_timestamps]
+            .into_iter()
+            .chain(prompt.forced.iter().copied())
+            .flatten()
+            .chain(prompt.lang_to_id.values().copied())
+            .chain(prompt.task_to_id.values().copied());
+        if let Some(bad) = prompt_ids.into_iter().find(|&t| t as usize >= vocab) {
+            return Err(RuntimeError::InvalidModel(format!(
+                "generation config: token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
         let max_new_tokens = g("max_new_tokens")
             .and_then(Value::as_u64)
             .and_then(|v| usize::try_from(v).ok())
