@@ -34,8 +34,12 @@ from transformers import (
     ConvNextImageProcessor,
     ResNetConfig,
     ResNetForImageClassification,
+    GenerationConfig,
     ViTConfig,
     ViTForImageClassification,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -644,6 +648,248 @@ def clip():
     print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
 
 
+SPEECH = [
+    "the cat sat on the mat and looked at the dog",
+    "speech to text turns sound into words",
+    "one two three four five six seven eight nine ten",
+    "a quick test of the whisper decoder with a tiny vocabulary",
+] * 20
+WHISPER_SPECIAL = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|fr|>",
+    "<|de|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
+]
+
+
+def whisper_audio(rng, rate, seconds, channels):
+    """A few seeded test signals: two tones with a chirp and a little noise per channel."""
+    t = np.arange(int(rate * seconds)) / rate
+    out = []
+    for c in range(channels):
+        f0 = rng.uniform(150, 400)
+        x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.2 * np.sin(2 * np.pi * (600 + 900 * t) * t + c)
+        x *= 0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * t) ** 2
+        x += 0.02 * rng.standard_normal(len(t))
+        out.append(x)
+    return np.stack(out, axis=1)
+
+
+def whisper():
+    """A tiny random WhisperForConditionalGeneration (multilingual layout: language detection,
+    forced <|transcribe|>, <|notimestamps|>, suppress_tokens and begin_suppress_tokens) with a
+    byte-level BPE trained on SPEECH plus Whisper's special tokens at the end of the vocabulary,
+    three WAVs (16 kHz mono int16, 44.1 kHz stereo int16, 24 kHz mono float32) and PyTorch's
+    features and greedy tokens for each. Audio at other rates is resampled with
+    scipy.signal.resample_poly (Kaiser window, beta 5), which the Rust side implements too."""
+    from scipy.io import wavfile
+    from scipy.signal import resample_poly
+
+    out = DATA / "tiny-whisper"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(SPEECH, trainer)
+    tok.add_special_tokens(WHISPER_SPECIAL)
+    tok.save(str(out / "tokenizer.json"))
+    sp = {t: tok.token_to_id(t) for t in WHISPER_SPECIAL}
+    eot, sot = sp["<|endoftext|>"], sp["<|startoftranscript|>"]
+    space = tok.token_to_id("Ġ")
+
+    rng = np.random.default_rng(21)
+    wavs = []
+    for name, rate, seconds, channels, kind in [
+        ("tone16k.wav", 16000, 2.0, 1, "int16"),
+        ("stereo44k.wav", 44100, 1.5, 2, "int16"),
+        ("float24k.wav", 24000, 1.0, 1, "float32"),
+    ]:
+        x = whisper_audio(rng, rate, seconds, channels)
+        if kind == "int16":
+            data = np.round(x * 32767).astype(np.int16)
+            samples = data.astype(np.float64) / 32768.0
+        else:
+            data = x.astype(np.float32)
+            samples = data.astype(np.float64)
+        wavfile.write(out / name, rate, data if channels > 1 else data[:, 0])
+        mono = samples.mean(axis=1)
+        if rate != 16000:
+            g = np.gcd(16000, rate)
+            mono = resample_poly(mono, 16000 // g, rate // g)
+        wavs.append((name, mono.astype(np.float32)))
+
+    fe = WhisperFeatureExtractor(feature_size=80)
+    fe.save_pretrained(out)
+    torch.manual_seed(13)
+    lang = {t: sp[t] for t in ["<|en|>", "<|fr|>", "<|de|>"]}
+    config = WhisperConfig(
+        vocab_size=tok.get_vocab_size(),
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_layers=2,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=96,
+        max_source_positions=1500,
+        max_target_positions=64,
+        decoder_start_token_id=sot,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        begin_suppress_tokens=[space, eot],
+        architectures=["WhisperForConditionalGeneration"],
+    )
+    model = WhisperForConditionalGeneration(config).eval()
+    feats = [fe(x, sampling_rate=16000, return_tensors="pt").input_features for _, x in wavs]
+    # A random decoder repeats one token; a few steps of teacher forcing (each audio to its own
+    # sentence and language) make greedy decoding produce varied text, end with <|endoftext|>
+    # and detect different languages, which is what the Rust side must reproduce.
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "layer_norm" in pname or pname.endswith("bias"):
+                p.add_(torch.randn_like(p) * 0.1)
+    targets = []
+    for i, l in enumerate(["<|en|>", "<|fr|>", "<|de|>"]):
+        ids = [sot, sp[l], sp["<|transcribe|>"], sp["<|notimestamps|>"]] + tok.encode(" " + SPEECH[i]).ids + [eot]
+        targets.append(torch.tensor([ids]))
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(120):
+        i = step % 3
+        ids = targets[i]
+        loss = model(input_features=feats[i], decoder_input_ids=ids[:, :-1], labels=ids[:, 1:]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    print("loss", float(loss))
+    model.eval()
+
+    def gen_config(suppress, begin):
+        g = GenerationConfig(
+            decoder_start_token_id=sot,
+            eos_token_id=eot,
+            pad_token_id=eot,
+            bos_token_id=eot,
+            max_new_tokens=24,
+            do_sample=False,
+            is_multilingual=True,
+            lang_to_id=lang,
+            task_to_id={"transcribe": sp["<|transcribe|>"], "translate": sp["<|translate|>"]},
+            no_timestamps_token_id=sp["<|notimestamps|>"],
+            forced_decoder_ids=[[1, None], [2, sp["<|transcribe|>"]]],
+            suppress_tokens=suppress,
+            begin_suppress_tokens=begin,
+        )
+        return g
+
+    def generate(g, f):
+        with torch.inference_mode():
+            return model.generate(f, generation_config=g).tolist()[0]
+
+    # Which tokens the model would pick unsuppressed, so the suppression lists are seen to matter.
+    free = [generate(gen_config(None, None), f) for f in feats]
+    print("unsuppressed:", free)
+    specials = [sp[t] for t in ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>"]]
+    # (generate returns the new tokens only.) Two regular tokens the free run picks are
+    # suppressed everywhere, and its first token at the beginning.
+    regular = sorted({t for seq in free for t in seq[1:] if t < space}) or [5]
+    suppress = sorted(set(regular[:2] + specials))
+    begin = sorted({space, eot, free[0][0]})
+    g = gen_config(suppress, begin)
+    g.save_pretrained(out)
+    config.suppress_tokens = suppress
+    config.begin_suppress_tokens = begin
+    model.generation_config = g
+    model.save_pretrained(out, safe_serialization=True)
+    g.save_pretrained(out)
+
+    refs = []
+    raw = []
+    offset = 0
+    for (name, x), f in zip(wavs, feats):
+        tokens = generate(g, f)
+        with torch.inference_mode():
+            full = model.generate(f, generation_config=g, return_dict_in_generate=True, output_scores=True)
+        seq = full.sequences[0].tolist()
+        steps = len(full.scores)
+        prompt = seq[: len(seq) - steps]
+        new_ids = seq[len(prompt):]
+        assert new_ids[: len(tokens)] == tokens and new_ids[len(tokens):] in ([], [eot]), (seq, tokens)
+        # Greedy margins: the gap between the best and second-best processed logit at every
+        # step, so float differences cannot flip a token.
+        gaps = [float(r[0].topk(2).values[0] - r[0].topk(2).values[1]) for r in full.scores]
+        frames = min(3000, len(x) // 160 + 6)
+        block = f[0, :, :frames].numpy().astype("<f4")
+        raw.append(block.tobytes())
+        refs.append({
+            "file": name,
+            "samples_16k": len(x),
+            "frames": frames,
+            "features_offset": offset,
+            "prompt": prompt,
+            "tokens": tokens,
+            "stopped_at_eot": new_ids[-1] == eot,
+            "text": tok.decode(tokens, skip_special_tokens=True),
+            "min_greedy_gap": min(gaps),
+        })
+        offset += block.size
+        print(name, prompt, tokens, repr(refs[-1]["text"]), "min gap", min(gaps))
+    (out / "features.f32").write_bytes(b"".join(raw))
+    # The decoder prompt transformers builds for other generation configs (on the first
+    # audio): a set language, a set task (the language still detected), both, and an
+    # English-only layout (no lang_to_id; forced <|notimestamps|> only). `set` overrides keys
+    # of generation_config.json; null removes one.
+    prompt_cases = []
+    for overrides in [
+        {"language": "fr"},
+        {"task": "translate"},
+        {"language": "de", "task": "translate"},
+        {
+            "is_multilingual": False,
+            "lang_to_id": None,
+            "task_to_id": None,
+            "forced_decoder_ids": [[1, sp["<|notimestamps|>"]]],
+        },
+    ]:
+        g2 = GenerationConfig.from_dict(g.to_dict())
+        for k, v in overrides.items():
+            if v is None:
+                delattr(g2, k)
+            else:
+                setattr(g2, k, v)
+        with torch.inference_mode():
+            o = model.generate(feats[0], generation_config=g2, return_dict_in_generate=True, output_scores=True)
+        sq = o.sequences[0].tolist()
+        prompt_cases.append({"set": overrides, "prompt": sq[: len(sq) - len(o.scores)]})
+        print("prompt case", overrides, prompt_cases[-1]["prompt"])
+    ref = {
+        "torch": torch.__version__,
+        "features": "features.f32: little-endian f32, per file [80, frames] row-major at features_offset (in floats); "
+        "WhisperFeatureExtractor's first `frames` frames",
+        "max_new_tokens": 24,
+        "suppress_tokens": suppress,
+        "begin_suppress_tokens": begin,
+        "audio": refs,
+        "prompt_cases": prompt_cases,
+    }
+    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
 FIXTURES = {
     "bert-classifier": bert_classifier,
     "distilbert-classifier": distilbert_classifier,
@@ -653,6 +899,7 @@ FIXTURES = {
     "resnet": resnet,
     "resnet-variants": resnet_variants,
     "clip": clip,
+    "whisper": whisper,
 }
 
 if __name__ == "__main__":

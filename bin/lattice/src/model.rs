@@ -26,11 +26,11 @@ pub(crate) struct RunArgs {
     /// zero-shot models, the candidate labels for the `--file` image (repeat for each).
     #[arg(long, required_unless_present = "file")]
     input: Vec<String>,
-    /// A file to run on: an image for image models (and CLIP), UTF-8 text otherwise. Only
-    /// zero-shot models take it together with `--input`.
+    /// A file to run on: an image for image models (and CLIP), a WAV file for speech models,
+    /// UTF-8 text otherwise. Only zero-shot models take it together with `--input`.
     #[arg(long)]
     file: Option<PathBuf>,
-    /// The task (embed, classify, generate, classify-image, zero-shot); default: what the
+    /// The task (embed, classify, generate, classify-image, zero-shot, transcribe); default: what the
     /// model is for.
     #[arg(long)]
     task: Option<String>,
@@ -189,7 +189,7 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     }
     let read_image = |f: &PathBuf| std::fs::read(f).with_context(|| f.display().to_string());
     let texts: Vec<String> = match &a.file {
-        Some(f) if !image_file => vec![
+        Some(f) if !image_file && model.task() != Task::Transcribe => vec![
             std::fs::read_to_string(f)
                 .with_context(|| format!("{}: not readable as UTF-8 text", f.display()))?,
         ],
@@ -214,6 +214,14 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
             vec![Input::ImageTexts {
                 bytes: read_image(f)?,
                 texts,
+            }]
+        }
+        Task::Transcribe => {
+            let Some(f) = &a.file else {
+                bail!("this model transcribes speech: pass --file WAV");
+            };
+            vec![Input::Audio {
+                bytes: std::fs::read(f).with_context(|| f.display().to_string())?,
             }]
         }
         Task::Generate => texts
@@ -283,6 +291,10 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
                     generation.prompt_ms,
                     generation.tokens_per_s
                 );
+            }
+            Output::Transcript { text, tokens } => {
+                println!("{text}");
+                eprintln!("{} tokens", tokens.len());
             }
         }
     }

@@ -317,3 +317,40 @@ fn bad_models_and_inputs_are_clear_errors() {
     let e = err(&["--input", "x", "--temperature=-1"], &m.join("smollm2"));
     assert!(e.contains("temperature"), "{e}");
 }
+
+#[test]
+fn transcribes_a_wav_with_a_tiny_whisper() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/runtime/tests/data/tiny-whisper");
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).expect("reference"))
+            .expect("json");
+    let audio = &reference["audio"][1];
+    let wav = dir.join(audio["file"].as_str().expect("file"));
+    let out = json(
+        lattice(tmp.path())
+            .args(["--json", "model", "run"])
+            .arg(&dir)
+            .arg("--file")
+            .arg(&wav)
+            .output()
+            .expect("transcribe"),
+    );
+    assert_eq!(out["task"], "transcribe");
+    assert_eq!(out["family"], "whisper");
+    let t = &out["outputs"][0];
+    assert_eq!(t["kind"], "transcript");
+    assert_eq!(t["tokens"], audio["tokens"]);
+    assert_eq!(t["text"], audio["text"]);
+
+    let missing = lattice(tmp.path())
+        .args(["model", "run"])
+        .arg(&dir)
+        .args(["--input", "x"])
+        .output()
+        .expect("run");
+    assert_eq!(missing.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&missing.stderr);
+    assert!(e.contains("--file WAV"), "{e}");
+}

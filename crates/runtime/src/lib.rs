@@ -3,7 +3,7 @@
 //! Owns: finding out what a model folder is ([`spec`]), choosing a backend and device
 //! ([`device`]), tokenization ([`text`]), the model implementations (BERT-family encoders on
 //! candle in [`encoder`], GPT-2 in [`gpt2`], GGUF llama decoders in [`llama`], ONNX graphs in [`onnx`]), image
-//! preprocessing ([`vision`]), the byte-bounded cache of loaded models ([`cache`]) and dynamic
+//! preprocessing ([`vision`]), Whisper speech-to-text ([`whisper`], audio in [`audio`]), the byte-bounded cache of loaded models ([`cache`]) and dynamic
 //! batching ([`batch`]), joined in [`serve::Runtime`].
 //!
 //! Vision families on candle besides ViT: ResNet in [`resnet`], CLIP in [`clip`].
@@ -16,6 +16,7 @@
 //! [`Input`]/[`Output`], [`GenerateParams`], [`Generation`], [`cache::ModelCache`],
 //! [`batch::Batcher`], [`Runtime`].
 
+pub mod audio;
 pub mod batch;
 pub mod cache;
 pub mod clip;
@@ -33,6 +34,7 @@ pub mod serve;
 pub mod spec;
 pub mod text;
 pub mod vision;
+pub mod whisper;
 
 pub use device::{Backend, DeviceChoice};
 pub use error::{Result, RuntimeError};

@@ -17,6 +17,7 @@ use crate::resnet::ResNet;
 use crate::spec::{Family, Format, ModelSpec, Task};
 use crate::text::TextTokenizer;
 use crate::vision::Preprocess;
+use crate::whisper::Whisper;
 
 /// One request to a model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +52,11 @@ pub enum Input {
         /// The candidate labels, as texts (at least one).
         texts: Vec<String>,
     },
+    /// An audio file (WAV) to transcribe.
+    Audio {
+        /// The WAV file's bytes.
+        bytes: Vec<u8>,
+    },
 }
 
 /// A class and its score.
@@ -84,6 +90,13 @@ pub enum Output {
     Generated {
         /// The generation.
         generation: Generation,
+    },
+    /// A transcript of audio.
+    Transcript {
+        /// The text (special tokens skipped).
+        text: String,
+        /// The generated token ids (without the decoder prompt and end-of-text).
+        tokens: Vec<u32>,
     },
 }
 
@@ -126,6 +139,7 @@ enum Kind {
     ),
     Resnet(Box<ResNet>, Preprocess),
     Clip(Box<Clip>, TextTokenizer, Preprocess),
+    Whisper(Box<Whisper>),
 }
 
 /// A loaded model.
@@ -261,6 +275,9 @@ impl Model {
                 &spec,
                 &device.candle_device()?,
             )?))),
+            (Format::Safetensors, Family::Whisper) => {
+                Kind::Whisper(Box::new(Whisper::load(&spec, &device.candle_device()?)?))
+            }
             (format, family) => {
                 return Err(RuntimeError::Unsupported(format!(
                     "{family:?} as {format:?}; supported: {}",
@@ -330,6 +347,7 @@ impl Model {
             Kind::Vit(..) => std::fs::metadata(&self.spec.weights).map_or(0, |m| m.len()),
             Kind::Resnet(m, _) => m.weight_bytes(),
             Kind::Clip(m, ..) => m.weight_bytes(),
+            Kind::Whisper(w) => w.weight_bytes(),
         }
     }
 
@@ -416,6 +434,21 @@ impl Model {
                     let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
                     Ok(Output::Generated {
                         generation: g.generate(text, params)?,
+                    })
+                })
+                .collect(),
+            // One after another: each window's decoding is sequential anyway, and an audio's
+            // transcript then never depends on the others in the batch.
+            Kind::Whisper(w) => inputs
+                .iter()
+                .map(|input| {
+                    let Input::Audio { bytes } = input else {
+                        return Err(wrong_input(input, self.spec.task));
+                    };
+                    let t = w.transcribe_wav(bytes, None)?;
+                    Ok(Output::Transcript {
+                        text: t.text,
+                        tokens: t.tokens,
                     })
                 })
                 .collect(),
@@ -695,6 +728,7 @@ fn input_kind(input: &Input) -> &'static str {
         Input::Image { .. } => "an image",
         Input::Prompt { .. } => "a prompt",
         Input::ImageTexts { .. } => "an image with texts",
+        Input::Audio { .. } => "audio",
     }
 }
 
@@ -705,6 +739,7 @@ fn wrong_input(input: &Input, task: Task) -> RuntimeError {
         Task::Generate => "a prompt",
         Task::ClassifyImage => "an image",
         Task::ZeroShot => "an image with candidate texts",
+        Task::Transcribe => "audio (a WAV file)",
     };
     RuntimeError::InvalidInput(format!("this model ({task}) takes {wants}, not {got}"))
 }

@@ -43,6 +43,8 @@ pub enum Family {
     OnnxText,
     /// An ONNX graph taking one image tensor (image classifier).
     OnnxImage,
+    /// Whisper speech-to-text (`WhisperForConditionalGeneration` safetensors), candle.
+    Whisper,
 }
 
 /// What running the model produces.
@@ -59,6 +61,8 @@ pub enum Task {
     ClassifyImage,
     /// Zero-shot image classification: an image scored against candidate texts.
     ZeroShot,
+    /// Speech to text: a transcript of an audio file.
+    Transcribe,
 }
 
 impl fmt::Display for Task {
@@ -69,6 +73,7 @@ impl fmt::Display for Task {
             Task::Generate => "generate",
             Task::ClassifyImage => "classify-image",
             Task::ZeroShot => "zero-shot",
+            Task::Transcribe => "transcribe",
         })
     }
 }
@@ -82,8 +87,11 @@ impl FromStr for Task {
             "generate" | "text-generation" => Ok(Task::Generate),
             "classify-image" | "image-classification" => Ok(Task::ClassifyImage),
             "zero-shot" | "zero-shot-image-classification" => Ok(Task::ZeroShot),
+            "transcribe" | "automatic-speech-recognition" | "speech-recognition" => {
+                Ok(Task::Transcribe)
+            }
             _ => Err(RuntimeError::InvalidInput(format!(
-                "unknown task {s:?} (expected embed, classify, generate, classify-image or zero-shot)"
+                "unknown task {s:?} (expected embed, classify, generate, classify-image, zero-shot or transcribe)"
             ))),
         }
     }
@@ -94,7 +102,7 @@ pub const SUPPORTED: &str = "BERT-family encoders (model_type bert: MiniLM, BERT
      xlm-roberta, camembert) as safetensors \
      (embed, classify); GPT-2 as safetensors (generate); ViT as safetensors (classify-image); \
      ResNet as safetensors (classify-image); CLIP as safetensors (zero-shot, embed); \
-     llama-family decoders as GGUF \
+     Whisper as safetensors (transcribe); llama-family decoders as GGUF \
      (generate); ONNX text encoders taking \
      input_ids (embed) and ONNX image classifiers (classify-image)";
 
@@ -196,6 +204,7 @@ impl ModelSpec {
                 Some("vit") => (Format::Safetensors, Family::Vit, Task::ClassifyImage, w),
                 Some("resnet") => (Format::Safetensors, Family::Resnet, Task::ClassifyImage, w),
                 Some("clip") => (Format::Safetensors, Family::Clip, Task::ZeroShot, w),
+                Some("whisper") => (Format::Safetensors, Family::Whisper, Task::Transcribe, w),
                 Some(other) => {
                     return Err(RuntimeError::Unsupported(format!(
                         "{}: model_type {other:?}; supported: {SUPPORTED}",
@@ -232,7 +241,7 @@ impl ModelSpec {
         };
         if matches!(
             family,
-            Family::Bert | Family::Gpt2 | Family::OnnxText | Family::Clip
+            Family::Bert | Family::Gpt2 | Family::OnnxText | Family::Clip | Family::Whisper
         ) && tokenizer.is_none()
         {
             return Err(RuntimeError::InvalidModel(format!(
