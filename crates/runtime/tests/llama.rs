@@ -17,13 +17,13 @@ use lattice_runtime::{GenerateParams, RuntimeError, StopReason};
 use serde_json::Value;
 
 /// Greedy tokens (of 24) the quantized path must reproduce from the start of each reference
-/// continuation. Candle's quantized matmul rounds activations to 8 bits (Q8_1 for the Q4_1
-/// weights, Q8_0 for the Q8_0 output head) where the float32 reference does not, so its logits
-/// differ slightly, a near-tie flips a token and the continuations part. Measured (x86-64 AVX2,
-/// candle 0.11.1): 5, 24, 16, 11 and 21 leading tokens for the five reference prompts (the first
-/// parts after " Paris.\n\nThe": " answer is" vs " United States"). The float32 path
+/// continuation. The Q4_1 weights are held as Q8_0 (requantized at load), and candle's
+/// quantized matmul rounds activations to 8 bits where the float32 reference does not, so its
+/// logits differ slightly, a near-tie flips a token and the continuations part. Measured
+/// (x86-64 AVX2, candle 0.11.1): 19, 24, 8, 24 and 24 leading tokens for the five reference
+/// prompts (Q4_1 as stored gave 5, 24, 16, 11 and 21). The float32 path
 /// ([`Llama::load_dequantized`]) matches all of them exactly.
-const QUANTIZED_MIN_MATCH: usize = 5;
+const QUANTIZED_MIN_MATCH: usize = 8;
 
 fn models_dir() -> PathBuf {
     common::models()
