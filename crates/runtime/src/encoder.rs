@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::{Result, RuntimeError};
 use crate::kernels::{Attention, Dense, Gelu};
-use crate::spec::{ModelSpec, Task};
+use crate::spec::{ModelSpec, Task, config_usize};
 use crate::text::TokenBatch;
 
 /// The activation between the feed-forward layers.
@@ -116,17 +116,7 @@ impl EncoderConfig {
             c.type_vocab_size = 0;
             return Ok(c);
         }
-        let n = |k: &str| -> Result<usize> {
-            v.get(k)
-                .and_then(Value::as_u64)
-                .and_then(|x| usize::try_from(x).ok())
-                .filter(|&x| x > 0)
-                .ok_or_else(|| {
-                    RuntimeError::InvalidModel(format!(
-                        "config.json: {k} missing or not a positive integer"
-                    ))
-                })
-        };
+        let n = |k: &str| config_usize(v, k);
         let hidden_act = match v
             .get("hidden_act")
             .and_then(Value::as_str)

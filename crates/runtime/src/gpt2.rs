@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 use crate::encoder::LayerNorm;
 use crate::error::{Result, RuntimeError};
 use crate::generate::{GenerateParams, Generation, StopReason, find_stop, sample, tokens_per_s};
-use crate::spec::ModelSpec;
+use crate::spec::{ModelSpec, config_usize};
 
 /// GPT-2's `Conv1D`: `y = x·W + b` with `W` stored `[in, out]`.
 struct Conv1D {
@@ -55,18 +55,6 @@ pub struct Gpt2 {
     /// Keys and values of the positions seen so far, per layer: `[heads, len, head_dim]`.
     cache: Vec<Option<(Tensor, Tensor)>>,
     bytes: u64,
-}
-
-fn config_usize(c: &Value, k: &str) -> Result<usize> {
-    c.get(k)
-        .and_then(Value::as_u64)
-        .and_then(|v| usize::try_from(v).ok())
-        .filter(|&v| v > 0)
-        .ok_or_else(|| {
-            RuntimeError::InvalidModel(format!(
-                "config.json: {k} missing or not a positive integer"
-            ))
-        })
 }
 
 impl Gpt2 {

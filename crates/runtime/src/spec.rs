@@ -262,6 +262,20 @@ impl ModelSpec {
     }
 }
 
+/// A positive integer field of `config.json`, or an error naming it.
+pub(crate) fn config_usize(config: &serde_json::Value, key: &str) -> Result<usize> {
+    config
+        .get(key)
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|v| usize::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .ok_or_else(|| {
+            RuntimeError::InvalidModel(format!(
+                "config.json: {key} missing or not a positive integer"
+            ))
+        })
+}
+
 /// The one file of a kind, none, or an error when there are several (which one to run would
 /// be a guess).
 fn single(files: &[PathBuf], what: &str) -> Result<Option<PathBuf>> {

@@ -35,7 +35,7 @@ use crate::encoder::LayerNorm;
 use crate::error::{Result, RuntimeError};
 use crate::generate::tokens_per_s;
 use crate::kernels::{Dense, Gelu};
-use crate::spec::ModelSpec;
+use crate::spec::{ModelSpec, config_usize};
 
 /// Default `max_new_tokens` when the generation config sets none.
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 224;
@@ -226,18 +226,6 @@ pub struct Whisper {
     bytes: u64,
 }
 
-fn usize_of(c: &Value, k: &str) -> Result<usize> {
-    c.get(k)
-        .and_then(Value::as_u64)
-        .and_then(|v| usize::try_from(v).ok())
-        .filter(|&v| v > 0)
-        .ok_or_else(|| {
-            RuntimeError::InvalidModel(format!(
-                "config.json: {k} missing or not a positive integer"
-            ))
-        })
-}
-
 fn id_of(v: &Value) -> Option<u32> {
     match v {
         Value::Array(a) => a.first().and_then(id_of),
@@ -266,17 +254,17 @@ impl Whisper {
     /// model.safetensors, tokenizer.json, optionally generation_config.json).
     pub fn load(spec: &ModelSpec, device: &Device) -> Result<Self> {
         let c = &spec.config;
-        let d = usize_of(c, "d_model")?;
-        let n_mels = usize_of(c, "num_mel_bins")?;
-        let vocab = usize_of(c, "vocab_size")?;
-        let enc_layers = usize_of(c, "encoder_layers")?;
-        let dec_layers = usize_of(c, "decoder_layers")?;
-        let enc_heads = usize_of(c, "encoder_attention_heads")?;
-        let dec_heads = usize_of(c, "decoder_attention_heads")?;
-        let enc_ffn = usize_of(c, "encoder_ffn_dim")?;
-        let dec_ffn = usize_of(c, "decoder_ffn_dim")?;
-        let source_positions = usize_of(c, "max_source_positions")?;
-        let target_positions = usize_of(c, "max_target_positions")?;
+        let d = config_usize(c, "d_model")?;
+        let n_mels = config_usize(c, "num_mel_bins")?;
+        let vocab = config_usize(c, "vocab_size")?;
+        let enc_layers = config_usize(c, "encoder_layers")?;
+        let dec_layers = config_usize(c, "decoder_layers")?;
+        let enc_heads = config_usize(c, "encoder_attention_heads")?;
+        let dec_heads = config_usize(c, "decoder_attention_heads")?;
+        let enc_ffn = config_usize(c, "encoder_ffn_dim")?;
+        let dec_ffn = config_usize(c, "decoder_ffn_dim")?;
+        let source_positions = config_usize(c, "max_source_positions")?;
+        let target_positions = config_usize(c, "max_target_positions")?;
         let act = c
             .get("activation_function")
             .and_then(Value::as_str)

@@ -3,27 +3,14 @@
 //! `tests/models/open_nsfw_reference.py` wrote the reference files).
 
 mod common;
+mod fixtures;
 use common::models;
+use fixtures::{floats, json as reference, max_abs_diff};
 
 use std::path::PathBuf;
 
 use lattice_runtime::{Input, LoadOptions, Model, ModelSpec, Output, RuntimeError, Task};
 use serde_json::Value;
-
-fn reference(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
-    serde_json::from_slice(&std::fs::read(&p).expect("reference file")).expect("reference json")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
 
 fn load(dir: PathBuf, options: &LoadOptions) -> Model {
     Model::load(ModelSpec::detect(&dir).expect("detect"), options).expect("load")
@@ -42,14 +29,6 @@ fn embeddings(model: &Model, texts: &[String]) -> Vec<Vec<f32>> {
             other => panic!("expected an embedding, got {other:?}"),
         })
         .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn sentences(r: &Value) -> Vec<String> {

@@ -2,6 +2,9 @@
 //! `tests/models/make_fixtures.py resnet clip` with the outputs (and, for a non-square image,
 //! the pixel values) that transformers gave.
 
+mod fixtures;
+use fixtures::{floats, max_abs_diff};
+
 use std::path::PathBuf;
 
 use lattice_runtime::onnx::Layout;
@@ -18,28 +21,11 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn reference(dir: &str) -> Value {
-    let p = data(dir).join("reference.json");
-    serde_json::from_slice(&std::fs::read(&p).expect("reference file")).expect("reference json")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
+    fixtures::json(&format!("{dir}/reference.json"))
 }
 
 fn rows(v: &Value) -> Vec<Vec<f32>> {
     v.as_array().expect("rows").iter().map(floats).collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn argmax(v: &[f32]) -> usize {
