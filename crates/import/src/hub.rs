@@ -184,7 +184,16 @@ impl HubConfig {
         for d in [&snapshot, &blobs] {
             std::fs::create_dir_all(d).map_err(io(d))?;
         }
-        for file in &files {
+        // Metadata first: the runtime judges the model from config.json and the file names
+        // before any weights are downloaded.
+        let (weights, meta): (Vec<&String>, Vec<&String>) =
+            files.iter().partition(|f| is_weights(f));
+        let mut checked = false;
+        for file in meta.into_iter().chain(weights) {
+            if !checked && is_weights(file) {
+                crate::precheck(&snapshot, &files)?;
+                checked = true;
+            }
             safe_name(file)?;
             let link = snapshot.join(file);
             if link.is_file() {
@@ -204,10 +213,16 @@ impl HubConfig {
             std::os::unix::fs::symlink(&target, &tmp).map_err(io(&tmp))?;
             std::fs::rename(&tmp, &link).map_err(io(&link))?;
         }
+        if !checked {
+            crate::precheck(&snapshot, &files)?;
+        }
         if revision != info.sha {
-            let refs = dir.join("refs");
-            std::fs::create_dir_all(&refs).map_err(io(&refs))?;
-            write_atomic(&refs.join(revision), info.sha.as_bytes())?;
+            // Revisions like `refs/pr/1` are nested.
+            let path = dir.join("refs").join(revision);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            write_atomic(&path, info.sha.as_bytes())?;
         }
         Ok((snapshot, info.sha))
     }
@@ -364,6 +379,13 @@ struct FileMeta {
     etag: String,
     size: Option<u64>,
     url: String,
+}
+
+/// A weights file (downloaded after the metadata).
+fn is_weights(file: &str) -> bool {
+    [".safetensors", ".gguf", ".onnx", ".bin"]
+        .iter()
+        .any(|e| file.ends_with(e))
 }
 
 fn header_str(h: &HeaderMap, name: &str) -> Option<String> {

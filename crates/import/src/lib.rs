@@ -341,6 +341,40 @@ impl<'a> Importer<'a> {
     }
 }
 
+/// Refuses a model the runtime cannot run from its metadata alone: `dir` holds the
+/// metadata files of `files` (the weights may still be missing); a scratch folder gets links
+/// to them and empty stand-ins for the weights, and [`ModelSpec::detect`] judges it.
+pub(crate) fn precheck(dir: &Path, files: &[String]) -> Result<()> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = std::env::temp_dir().join(format!("lattice-precheck-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).map_err(io(&scratch))?;
+    let judged = (|| {
+        for f in files {
+            let from = dir.join(f);
+            if f == PYTORCH_BIN {
+                let to = scratch.join("model.safetensors");
+                std::fs::File::create(&to).map_err(io(&to))?;
+            } else if from.is_file() {
+                let to = scratch.join(f);
+                std::os::unix::fs::symlink(&from, &to).map_err(io(&to))?;
+            } else {
+                let to = scratch.join(f);
+                std::fs::File::create(&to).map_err(io(&to))?;
+            }
+        }
+        ModelSpec::detect(&scratch).map_err(|e| {
+            ImportError::Unsupported(
+                e.to_string()
+                    .replace(&scratch.display().to_string(), "the model"),
+            )
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    judged.map(|_| ())
+}
+
 /// The names of the regular files (links followed) at the top of `dir`.
 fn list_files(dir: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();

@@ -461,3 +461,28 @@ fn a_missing_repository_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[test]
+fn an_unsupported_repository_is_refused_before_its_weights_are_downloaded() {
+    let s = setup();
+    let repo = s.hub.root.join("org/t5-small");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    std::fs::write(repo.join("config.json"), r#"{"model_type":"t5"}"#).expect("config");
+    std::fs::write(repo.join("tokenizer.json"), b"{}").expect("tokenizer");
+    std::fs::write(repo.join("model.safetensors"), vec![0u8; 4096]).expect("weights");
+    let importer = Importer::new(&s.store, &s.work, s.config.clone());
+    let e = importer
+        .import(&req("org/t5-small"), &Quiet)
+        .expect_err("t5");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"t5\"") && msg.contains("supported:"),
+        "{msg}"
+    );
+    let log = s.hub.log.lock().expect("log");
+    assert!(
+        log.iter()
+            .all(|(_, p, _, _)| !p.contains("model.safetensors")),
+        "{log:?}"
+    );
+}
