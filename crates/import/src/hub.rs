@@ -110,9 +110,16 @@ impl HubConfig {
         rt.block_on(self.download_async(repo, revision, observer))
     }
 
-    fn client(&self) -> Result<reqwest::Client> {
+    /// An HTTP client; `follow`: whether it follows redirects (the content may sit behind
+    /// several; reqwest drops `Authorization` when one leaves the host).
+    fn client(&self, follow: bool) -> Result<reqwest::Client> {
+        let policy = if follow {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        };
         reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(policy)
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(120))
             .user_agent(concat!("lattice/", env!("CARGO_PKG_VERSION")))
@@ -140,8 +147,13 @@ impl HubConfig {
         revision: &str,
         observer: &dyn Observer,
     ) -> Result<(PathBuf, String)> {
-        let client = self.client()?;
-        let api = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint);
+        let client = self.client(false)?;
+        let downloads = self.client(true)?;
+        let api = format!(
+            "{}/api/models/{repo}/revision/{}",
+            self.endpoint,
+            revision.replace('/', "%2F")
+        );
         let resp = self
             .request(&client, reqwest::Method::GET, &api)
             .send()
@@ -204,7 +216,7 @@ impl HubConfig {
             let meta = self.file_meta(&client, &url, file).await?;
             let blob = blobs.join(&meta.etag);
             if !blob.is_file() {
-                self.fetch_blob(&client, file, &meta, &blob, observer)
+                self.fetch_blob(&downloads, file, &meta, &blob, observer)
                     .await?;
             }
             let target = PathBuf::from("../../blobs").join(&meta.etag);
@@ -230,15 +242,42 @@ impl HubConfig {
     /// The ETag, size and download URL of one file (HEAD without following redirects, as
     /// `huggingface_hub` does: the LFS headers are on the redirect).
     async fn file_meta(&self, client: &reqwest::Client, url: &str, file: &str) -> Result<FileMeta> {
-        let resp = self
-            .request(client, reqwest::Method::HEAD, url)
-            .send()
-            .await
-            .map_err(|e| ImportError::Hub(format!("{url}: {e}")))?;
+        let mut url = url.to_string();
+        let mut hops = 0;
+        let resp = loop {
+            let resp = self
+                .request(client, reqwest::Method::HEAD, &url)
+                .send()
+                .await
+                .map_err(|e| ImportError::Hub(format!("{url}: {e}")))?;
+            let status = resp.status();
+            if !(status.is_success() || status.is_redirection()) {
+                return Err(ImportError::Hub(format!("{file}: {url}: HTTP {status}")));
+            }
+            // A relative redirect without LFS headers (a renamed repository) is followed, as
+            // huggingface_hub does; an LFS redirect carries the metadata and is not.
+            let relative = header_str(resp.headers(), header::LOCATION.as_str())
+                .filter(|l| l.starts_with('/'));
+            match relative {
+                Some(loc)
+                    if status.is_redirection()
+                        && resp.headers().get("x-linked-etag").is_none()
+                        && hops < 5 =>
+                {
+                    hops += 1;
+                    url = resp
+                        .url()
+                        .join(&loc)
+                        .map_err(|e| {
+                            ImportError::Hub(format!("{file}: bad Location {loc:?}: {e}"))
+                        })?
+                        .to_string();
+                }
+                _ => break resp,
+            }
+        };
+        let url = url.as_str();
         let status = resp.status();
-        if !(status.is_success() || status.is_redirection()) {
-            return Err(ImportError::Hub(format!("{file}: {url}: HTTP {status}")));
-        }
         let h = resp.headers();
         let etag = header_str(h, "x-linked-etag")
             .or_else(|| header_str(h, header::ETAG.as_str()))
@@ -269,7 +308,7 @@ impl HubConfig {
     /// renames it into place.
     async fn fetch_blob(
         &self,
-        client: &reqwest::Client,
+        downloads: &reqwest::Client,
         file: &str,
         meta: &FileMeta,
         blob: &Path,
@@ -280,7 +319,7 @@ impl HubConfig {
         if meta.size.is_some_and(|s| have > s) {
             have = 0;
         }
-        let mut req = self.request(client, reqwest::Method::GET, &meta.url);
+        let mut req = self.request(downloads, reqwest::Method::GET, &meta.url);
         if have > 0 {
             req = req.header(header::RANGE, format!("bytes={have}-"));
         }
