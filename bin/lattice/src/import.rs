@@ -25,8 +25,8 @@ pub(crate) struct ImportArgs {
     /// Download from the hub even when the cache has the revision.
     #[arg(long)]
     download: bool,
-    /// Import every source listed in FILE (one a line, `#` comments), reporting each;
-    /// exits non-zero when any failed.
+    /// Import every source listed in FILE (one a line, `#` comments; folders relative to the
+    /// current directory), reporting each; exits non-zero when any failed.
     #[arg(long, value_name = "FILE")]
     batch: Option<PathBuf>,
 }
