@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod import;
 mod ipfs;
 mod model;
 mod node;
@@ -42,7 +43,7 @@ enum Command {
     /// A local dev chain with prefunded accounts and the system contracts
     /// (`lattice node --dev`).
     Devnet(node::NodeArgs),
-    /// Models: run one locally.
+    /// Models: import one into the store, run one locally.
     #[command(subcommand)]
     Model(model::ModelCommand),
     /// Benchmarks run side by side with their peers.

@@ -15,6 +15,9 @@ pub(crate) enum ModelCommand {
     /// Run a model locally on one input (or several `--input`s as one batch) and print the
     /// result: an embedding, labels, generated text.
     Run(RunArgs),
+    /// Import a model (a folder in Hugging Face layout, or a repository id from the Hugging
+    /// Face cache or hub) into the store with a `lattice.json` manifest; prints its CID.
+    Import(crate::import::ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +75,7 @@ pub(crate) struct RunArgs {
 pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Run(args) => run_model(ctx, args),
+        ModelCommand::Import(args) => crate::import::run(ctx, args),
     }
 }
 
