@@ -200,7 +200,7 @@ fn a_repo_id_resolves_from_the_hf_cache_through_its_refs() {
     assert_eq!(main["name"], "org/tiny");
     let cid = main["cid"].as_str().expect("cid");
     let manifest = cat(tmp.path(), &format!("{cid}/lattice.json"));
-    assert_eq!(manifest["source"]["kind"], "hf-cache");
+    assert_eq!(manifest["source"]["kind"], "hf");
     assert_eq!(manifest["source"]["repo"], "org/tiny");
     assert_eq!(manifest["source"]["revision"], new);
     assert_eq!(manifest["architecture"], "GPT2LMHeadModel");

@@ -293,15 +293,17 @@ impl<'a> Importer<'a> {
                 } else {
                     self.hub.resolve_cached(&repo, rev)?
                 };
-                let (kind, (dir, commit)) = match cached {
-                    Some(found) => ("hf-cache", found),
-                    None => ("hub", self.hub.download(&repo, rev, observer)?),
+                // Cached or downloaded, it is the same repository at the same commit (and
+                // the same bytes), so the manifest — and the CID — say the same.
+                let (dir, commit) = match cached {
+                    Some(found) => found,
+                    None => self.hub.download(&repo, rev, observer)?,
                 };
                 Ok(Resolved {
-                    stage_key: format!("{kind}:{repo}@{commit}"),
+                    stage_key: format!("hf:{repo}@{commit}"),
                     dir,
                     source: SourceInfo {
-                        kind: kind.to_string(),
+                        kind: "hf".to_string(),
                         repo: repo.clone(),
                         revision: Some(commit),
                     },

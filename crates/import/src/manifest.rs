@@ -14,7 +14,8 @@ pub const MANIFEST_FILE: &str = "lattice.json";
 /// Where a model came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceInfo {
-    /// `folder`, `hf-cache` or `hub`.
+    /// `folder`, or `hf` (a Hugging Face repository, read from the local cache or downloaded
+    /// into it).
     pub kind: String,
     /// The repository id (`org/name`), or the folder's name for `folder` (its name only,
     /// so the CID does not depend on where the folder is).
@@ -135,6 +136,10 @@ fn io_of(spec: &ModelSpec) -> (Value, Value) {
                 {"name": "texts", "type": "text[]"}
             ]),
             json!([{"name": "labels", "type": "labels", "labels": "the texts"}]),
+        ),
+        Task::Transcribe => (
+            json!([{"name": "audio", "type": "audio", "format": "wav"}]),
+            json!([{"name": "text", "type": "text"}]),
         ),
     }
 }

@@ -299,7 +299,7 @@ fn downloads_into_the_hf_cache_layout_and_imports() {
         .import(&req("org/tiny-gpt2"), &Quiet)
         .expect("import");
     let commit = commit_of("org/tiny-gpt2");
-    assert_eq!(m.manifest.source.kind, "hub");
+    assert_eq!(m.manifest.source.kind, "hf");
     assert_eq!(m.manifest.source.revision.as_deref(), Some(commit.as_str()));
     assert_eq!(m.manifest.license.as_deref(), Some("apache-2.0"));
     assert_eq!(m.manifest.task, "generate");
@@ -358,8 +358,9 @@ fn downloads_into_the_hf_cache_layout_and_imports() {
     let again = Importer::new(&s.store, &s.work, offline)
         .import(&req("org/tiny-gpt2"), &Quiet)
         .expect("from the cache");
-    assert_eq!(again.manifest.source.kind, "hf-cache");
+    assert_eq!(again.manifest.source.kind, "hf");
     assert_eq!(again.manifest.files, m.manifest.files);
+    assert_eq!(again.cid, m.cid, "cached or downloaded: one CID");
 
     // A rerun of the same download gives the same CID and fetches no file again.
     let n = s.hub.log.lock().expect("log").len();
@@ -405,7 +406,7 @@ fn an_interrupted_download_resumes_with_a_range_request() {
     let m = importer
         .import(&req("org/tiny-gpt2"), &Quiet)
         .expect("resumed");
-    assert_eq!(m.manifest.source.kind, "hub");
+    assert_eq!(m.manifest.source.kind, "hf");
     assert!(!partial.exists());
     assert_eq!(std::fs::read(blobs.join(&sha)).expect("blob"), weights);
     let log = s.hub.log.lock().expect("log");
