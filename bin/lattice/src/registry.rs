@@ -54,10 +54,14 @@ pub(crate) struct DeployArgs {
     /// first root CID) instead of registering a new model.
     #[arg(long, value_name = "MODEL")]
     version_of: Option<String>,
-    /// The signing key: 0x-prefixed hex, or a file holding it. Without one, dev account 0
-    /// signs, and only on the dev chain.
+    /// The signing key: 0x-prefixed hex, or a file holding it (hex, or an Ethereum JSON
+    /// keystore, scrypt or pbkdf2, unlocked with --password-file or LATTICE_KEY_PASSWORD).
+    /// Without one, dev account 0 signs, and only on the dev chain.
     #[arg(long, env = "LATTICE_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// A file whose first line is the keystore's password.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<std::path::PathBuf>,
     /// Give up waiting for the receipt after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
@@ -365,7 +369,12 @@ async fn send_deploy(
 ) -> anyhow::Result<Value> {
     let rpc = connect(&args.rpc.rpc).await?;
     let chain_id = chain_id(&rpc).await?;
-    let key = signing_key(args.key.as_deref(), chain_id, rpc.url())?;
+    let key = signing_key(
+        args.key.as_deref(),
+        args.password_file.as_deref(),
+        chain_id,
+        rpc.url(),
+    )?;
     let from = address_of(key)?;
     let root_bytes = Bytes::from(model.root.to_bytes());
     let manifest_bytes = Bytes::from(model.manifest.map(|c| c.to_bytes()).unwrap_or_default());
@@ -533,8 +542,14 @@ async fn wait_receipt(rpc: &Rpc, hash: B256, timeout: Duration) -> anyhow::Resul
     }
 }
 
-/// The key to sign with: `--key` (hex or a file of hex), else dev account 0 on the dev chain.
-fn signing_key(key: Option<&str>, chain_id: u64, url: &str) -> anyhow::Result<B256> {
+/// The key to sign with: `--key` (hex, a file of hex, or a JSON keystore file), else dev
+/// account 0 on the dev chain.
+fn signing_key(
+    key: Option<&str>,
+    password_file: Option<&Path>,
+    chain_id: u64,
+    url: &str,
+) -> anyhow::Result<B256> {
     let Some(key) = key.map(str::trim).filter(|k| !k.is_empty()) else {
         if chain_id == lattice_chain::DEV_CHAIN_ID {
             return Ok(DEV_ACCOUNTS[0].private_key);
@@ -556,12 +571,36 @@ fn signing_key(key: Option<&str>, chain_id: u64, url: &str) -> anyhow::Result<B2
         .with_context(|| format!("--key: reading {}", path.display()))?;
     let text = text.trim();
     if text.starts_with('{') {
-        bail!(
-            "--key {}: JSON keystores are not supported yet; pass the hex private key",
-            path.display()
-        );
+        return keystore_key(path, password_file);
     }
     parse_hex_key(text).with_context(|| format!("--key {}", path.display()))
+}
+
+/// The key in an Ethereum JSON keystore (v3, scrypt or pbkdf2), unlocked with the first line
+/// of `password_file`, else `LATTICE_KEY_PASSWORD`.
+fn keystore_key(path: &Path, password_file: Option<&Path>) -> anyhow::Result<B256> {
+    let password = match password_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("--password-file {}", f.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None => std::env::var("LATTICE_KEY_PASSWORD").map_err(|_| {
+            anyhow::anyhow!(
+                "--key {} is an encrypted keystore: pass --password-file FILE or set LATTICE_KEY_PASSWORD",
+                path.display()
+            )
+        })?,
+    };
+    let signer = alloy_signer_local::PrivateKeySigner::decrypt_keystore(path, password)
+        .with_context(|| {
+            format!(
+                "--key {}: cannot unlock the keystore (wrong password, or not a v3 keystore)",
+                path.display()
+            )
+        })?;
+    Ok(signer.to_bytes())
 }
 
 /// A 32-byte secp256k1 private key in hex, with or without `0x`.
@@ -869,7 +908,7 @@ mod tests {
         let dev = DEV_ACCOUNTS[1];
         let hex_key = dev.private_key.to_string();
         assert_eq!(
-            signing_key(Some(&hex_key), 1, "x").expect("hex key"),
+            signing_key(Some(&hex_key), None, 1, "x").expect("hex key"),
             dev.private_key
         );
         let dir = tempfile::tempdir().expect("tmp");
@@ -877,16 +916,36 @@ mod tests {
         std::fs::write(&file, format!("{}\n", &hex_key[2..])).expect("write");
         let path = file.to_string_lossy().into_owned();
         assert_eq!(
-            signing_key(Some(&path), 1, "x").expect("file key"),
+            signing_key(Some(&path), None, 1, "x").expect("file key"),
             dev.private_key
         );
         assert_eq!(
-            signing_key(None, lattice_chain::DEV_CHAIN_ID, "x").expect("dev"),
+            signing_key(None, None, lattice_chain::DEV_CHAIN_ID, "x").expect("dev"),
             DEV_ACCOUNTS[0].private_key
         );
-        let err = signing_key(None, 1, "http://node").expect_err("no key on chain 1");
+        let err = signing_key(None, None, 1, "http://node").expect_err("no key on chain 1");
         assert!(format!("{err}").contains("no signing key"), "{err}");
-        assert!(signing_key(Some("0x1234"), 1, "x").is_err());
+        assert!(signing_key(Some("0x1234"), None, 1, "x").is_err());
+        // An encrypted keystore, unlocked by a password file.
+        let (_, _) = alloy_signer_local::PrivateKeySigner::encrypt_keystore(
+            dir.path(),
+            &mut rand::thread_rng(),
+            dev.private_key,
+            "hunter2",
+            Some("keystore.json"),
+        )
+        .expect("write keystore");
+        let ks = dir.path().join("keystore.json");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "hunter2\n").expect("write password");
+        let ks_path = ks.to_string_lossy().into_owned();
+        assert_eq!(
+            signing_key(Some(&ks_path), Some(&pw), 1, "x").expect("keystore key"),
+            dev.private_key
+        );
+        std::fs::write(&pw, "wrong\n").expect("write password");
+        let err = signing_key(Some(&ks_path), Some(&pw), 1, "x").expect_err("wrong password");
+        assert!(format!("{err}").contains("cannot unlock"), "{err}");
     }
 
     #[test]
