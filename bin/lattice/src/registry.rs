@@ -219,7 +219,7 @@ pub(crate) fn info(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<()> {
         "revenue       {} ETH (not withdrawn)",
         format_eth(view.revenue)
     );
-    println!("created at    {}", view.createdAt);
+    println!("created at    {}", format_time(view.createdAt));
     println!("status        {}", flags(&view));
     println!("root CID      {}", cid_text(&view.rootCid));
     println!("versions      {}", versions.len());
@@ -227,10 +227,12 @@ pub(crate) fn info(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<()> {
         let s = |k: &str| v.get(k).map_or_else(String::new, display_value);
         let manifest = s("manifest_cid");
         println!(
-            "  {:>3}  {}  added at {}{}",
+            "  {:>3}  {}  added {}{}",
             s("version"),
             s("root_cid"),
-            s("added_at"),
+            v.get("added_at")
+                .and_then(Value::as_u64)
+                .map_or_else(String::new, format_time),
             if manifest.is_empty() {
                 String::new()
             } else {
@@ -825,6 +827,27 @@ fn cid_text(bytes: &[u8]) -> String {
     cid::Cid::try_from(bytes).map_or_else(|_| hex::encode_prefixed(bytes), |c| c.to_string())
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian calendar).
+fn format_time(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (never negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// A JSON value as plain text (strings without quotes).
 fn display_value(v: &Value) -> String {
     match v {
@@ -890,6 +913,9 @@ mod tests {
         assert_eq!(format_eth(wei("1.25")), "1.25");
         assert_eq!(format_eth(wei("0.001")), "0.001");
         assert_eq!(format_eth(U256::ZERO), "0");
+        assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_time(1_795_716_816), "2026-11-26 18:13:36 UTC");
         for bad in [
             "",
             ".",

@@ -235,6 +235,59 @@ fn deploy_list_and_info_against_a_devnet() {
     assert_eq!(none.as_array().map(Vec::len), Some(0));
     let mine = ok_json(model(c, url, &["list", "--owner", &addr(0)]));
     assert_eq!(mine.as_array().map(Vec::len), Some(2));
+    let page = ok_json(model(c, url, &["list", "--offset", "1", "--limit", "1"]));
+    assert_eq!(page.as_array().map(Vec::len), Some(1));
+    assert_eq!(page[0]["name"], "distil");
+
+    // The new version's CID deployed as a model of its own: the contract refuses it by name.
+    let err = failed(model(c, url, &["deploy", v2_path, "--price", "0"]));
+    assert!(err.contains("CidAlreadyUsed"), "{err}");
+
+    // A folder with a lattice.json manifest: name, format and architecture come from it, and
+    // the manifest's CID is recorded.
+    let with_manifest = c.join("with-manifest");
+    changed_copy(&bert, &with_manifest);
+    std::fs::write(
+        with_manifest.join("lattice.json"),
+        r#"{"schema": "lattice.model/1", "name": "org/tiny-bert", "format": "safetensors",
+            "architecture": "BertForSequenceClassification", "task": "classify"}"#,
+    )
+    .expect("write manifest");
+    let d4 = ok_json(model(
+        c,
+        url,
+        &[
+            "deploy",
+            with_manifest.to_str().expect("utf-8"),
+            "--price",
+            "0.002",
+        ],
+    ));
+    assert_eq!(d4["name"], "org/tiny-bert");
+    let manifest_cid = d4["manifest_cid"].as_str().expect("manifest CID");
+    let info4 = ok_json(model(c, url, &["info", "org/tiny-bert"]));
+    assert_eq!(info4["latest_manifest_cid"], manifest_cid);
+    assert_eq!(info4["versions"][0]["manifest_cid"], manifest_cid);
+
+    // A CID already in the local store (added with `ipfs add`), detected from its files.
+    let gpt2 = fixture("tiny-gpt2");
+    let added = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .arg("--datadir")
+        .arg(c)
+        .args(["ipfs", "add", "-r", "-Q", "--cid-version", "1"])
+        .arg(&gpt2)
+        .output()
+        .expect("ipfs add runs");
+    assert!(added.status.success(), "{added:?}");
+    let gpt2_cid = String::from_utf8_lossy(&added.stdout).trim().to_string();
+    let d5 = ok_json(model(
+        c,
+        url,
+        &["deploy", &gpt2_cid, "--price", "0", "--name", "gpt2"],
+    ));
+    assert_eq!(d5["root_cid"], gpt2_cid.as_str());
+    assert_eq!(d5["architecture"], "GPT2LMHeadModel");
+    assert_eq!(d5["manifest_cid"], Value::Null);
 
     // Unknown models and bad input are clear errors.
     let err = failed(model(c, url, &["info", "no-such-model"]));
