@@ -97,9 +97,21 @@ pub(crate) struct InfoArgs {
 /// `lattice model deploy`.
 pub(crate) fn deploy(ctx: &Ctx, args: DeployArgs) -> anyhow::Result<()> {
     let price = parse_eth(&args.price).context("--price")?;
-    let model = prepare(ctx, &args)?;
     let rt = runtime()?;
-    let out = rt.block_on(send_deploy(ctx, &args, model, price))?;
+    // The node and the key first: a folder may take long to import.
+    let signer = rt.block_on(async {
+        let rpc = connect(&args.rpc.rpc).await?;
+        let chain_id = chain_id(&rpc).await?;
+        let key = signing_key(
+            args.key.as_deref(),
+            args.password_file.as_deref(),
+            chain_id,
+            rpc.url(),
+        )?;
+        Ok::<_, anyhow::Error>(Signer { rpc, chain_id, key })
+    })?;
+    let model = prepare(ctx, &args)?;
+    let out = rt.block_on(send_deploy(ctx, &args, &signer, model, price))?;
     if ctx.json {
         return ctx.print_json(&out);
     }
@@ -245,6 +257,14 @@ pub(crate) fn info(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<()> {
 
 // ----------------------------------------------------------------------------- deploy
 
+/// Who sends `deploy`'s transaction, and where.
+#[derive(Debug)]
+struct Signer {
+    rpc: Rpc,
+    chain_id: u64,
+    key: B256,
+}
+
 /// What `deploy` sends: the CIDs and the metadata.
 #[derive(Debug)]
 struct Prepared {
@@ -267,9 +287,11 @@ fn prepare(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<Prepared> {
             );
         }
         let opts = lattice_store::ImportOptions::cid_v1();
-        let added = store
-            .add_paths(&[path.to_path_buf()], &opts, &|_| {})
-            .with_context(|| format!("importing {} into the store", path.display()))?;
+        let spin = ctx.spinner(&format!("importing {}", path.display()));
+        let added = store.add_paths(&[path.to_path_buf()], &opts, &|_| {});
+        spin.finish_and_clear();
+        let added =
+            added.with_context(|| format!("importing {} into the store", path.display()))?;
         let root = added
             .last()
             .with_context(|| format!("{}: nothing was imported", path.display()))?
@@ -366,24 +388,18 @@ fn detect(folder: &Path) -> anyhow::Result<(String, String)> {
 async fn send_deploy(
     ctx: &Ctx,
     args: &DeployArgs,
+    signer: &Signer,
     model: Prepared,
     price: U256,
 ) -> anyhow::Result<Value> {
-    let rpc = connect(&args.rpc.rpc).await?;
-    let chain_id = chain_id(&rpc).await?;
-    let key = signing_key(
-        args.key.as_deref(),
-        args.password_file.as_deref(),
-        chain_id,
-        rpc.url(),
-    )?;
+    let (rpc, chain_id, key) = (&signer.rpc, signer.chain_id, signer.key);
     let from = address_of(key)?;
     let root_bytes = Bytes::from(model.root.to_bytes());
     let manifest_bytes = Bytes::from(model.manifest.map(|c| c.to_bytes()).unwrap_or_default());
     let id = model_id(&root_bytes);
     let (action, data) = match &args.version_of {
         None => {
-            if let Some(existing) = get_model(&rpc, id).await? {
+            if let Some(existing) = get_model(rpc, id).await? {
                 bail!(
                     "{} is already registered as model {} ({:?}, owner {}); publish a changed folder with --version-of {}",
                     model.root,
@@ -405,7 +421,7 @@ async fn send_deploy(
             ("registerModel", call.abi_encode())
         }
         Some(target) => {
-            let target = find_model(&rpc, target).await?;
+            let target = find_model(rpc, target).await?;
             let call = ModelRegistry::addVersionCall {
                 modelId: target.id,
                 rootCid: root_bytes.clone(),
@@ -426,7 +442,7 @@ async fn send_deploy(
         &rpc.call("eth_getTransactionCount", json!([from, "pending"]))
             .await?,
     )?;
-    let (max_fee, tip) = fees(&rpc).await?;
+    let (max_fee, tip) = fees(rpc).await?;
     let tx = alloy_consensus::TxEip1559 {
         chain_id,
         nonce,
@@ -443,7 +459,7 @@ async fn send_deploy(
         .await
         .with_context(|| format!("{action}: sending the transaction"))?;
     spin.set_message(format!("{action}: waiting for {hash}"));
-    let receipt = wait_receipt(&rpc, hash, Duration::from_secs(args.timeout_s)).await;
+    let receipt = wait_receipt(rpc, hash, Duration::from_secs(args.timeout_s)).await;
     spin.finish_and_clear();
     let receipt = receipt?;
     let block = receipt.get("blockNumber").map(quantity).transpose()?;
