@@ -279,13 +279,19 @@ struct Prepared {
 fn prepare(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<Prepared> {
     let path = Path::new(&args.model);
     let store = ctx.open_store()?;
-    let (root, folder, default_name) = if path.exists() {
+    let (root, detected, default_name) = if path.exists() {
         if !path.is_dir() {
             bail!(
                 "{}: deploy takes a model folder or a CID, not a file",
                 path.display()
             );
         }
+        // Without a manifest, the runtime must recognise the folder before it is imported.
+        let detected = if path.join("lattice.json").is_file() {
+            None
+        } else {
+            Some(detect(path)?)
+        };
         let opts = lattice_store::ImportOptions::cid_v1();
         let spin = ctx.spinner(&format!("importing {}", path.display()));
         let added = store.add_paths(&[path.to_path_buf()], &opts, &|_| {});
@@ -301,7 +307,7 @@ fn prepare(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<Prepared> {
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| root.to_string());
-        (root, Some(path.to_path_buf()), name)
+        (root, detected, name)
     } else {
         let Ok(root) = args.model.parse::<cid::Cid>() else {
             bail!("{}: no such folder, and not a CID", args.model);
@@ -348,11 +354,10 @@ fn prepare(ctx: &Ctx, args: &DeployArgs) -> anyhow::Result<Prepared> {
         });
     }
     drop(store);
-    let folder = match folder {
-        Some(f) => f,
-        None => crate::model::model_path(ctx, &root.to_string())?,
+    let (format, architecture) = match detected {
+        Some(d) => d,
+        None => detect(&crate::model::model_path(ctx, &root.to_string())?)?,
     };
-    let (format, architecture) = detect(&folder)?;
     Ok(Prepared {
         root,
         manifest: None,

@@ -296,6 +296,20 @@ fn deploy_list_and_info_against_a_devnet() {
     assert!(err.contains("no model with id"), "{err}");
     let err = failed(model(c, url, &["deploy", bert_path, "--price", "cheap"]));
     assert!(err.contains("not an ETH amount"), "{err}");
+    let not_a_model = c.join("not-a-model");
+    std::fs::create_dir_all(&not_a_model).expect("mkdir");
+    std::fs::write(not_a_model.join("notes.txt"), "hello").expect("write");
+    let err = failed(model(
+        c,
+        url,
+        &[
+            "deploy",
+            not_a_model.to_str().expect("utf-8"),
+            "--price",
+            "0",
+        ],
+    ));
+    assert!(err.contains("not a model the runtime can run"), "{err}");
     let err = failed(model(c, url, &["deploy", "bafkqaaa", "--price", "0"]));
     assert!(err.contains("not in the local store"), "{err}");
 }
