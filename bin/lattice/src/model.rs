@@ -12,9 +12,6 @@ use crate::Ctx;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ModelCommand {
-    /// Run a model locally on one input (or several `--input`s as one batch) and print the
-    /// result: an embedding, labels, generated text.
-    Run(RunArgs),
     /// Register a model folder (or a CID in the local store) in the on-chain ModelRegistry,
     /// or publish it as a new version of a model you own (`--version-of`).
     Deploy(crate::registry::DeployArgs),
@@ -22,6 +19,9 @@ pub(crate) enum ModelCommand {
     List(crate::registry::ListArgs),
     /// Show one registered model and all its versions.
     Info(crate::registry::InfoArgs),
+    /// Run a model locally on one input (or several `--input`s as one batch) and print the
+    /// result: an embedding, labels, generated text.
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,10 +78,10 @@ pub(crate) struct RunArgs {
 
 pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
-        ModelCommand::Run(args) => run_model(ctx, args),
         ModelCommand::Deploy(args) => crate::registry::deploy(ctx, args),
         ModelCommand::List(args) => crate::registry::list(ctx, args),
         ModelCommand::Info(args) => crate::registry::info(ctx, args),
+        ModelCommand::Run(args) => run_model(ctx, args),
     }
 }
 
