@@ -366,4 +366,18 @@ fn no_key_on_another_chain_is_refused_and_a_key_works() {
     ));
     assert_eq!(d["owner"].as_str().map(str::to_lowercase), Some(addr(2)));
     assert_eq!(d["price_eth"], "0.5");
+    // The node and the key from the environment (LATTICE_RPC, LATTICE_KEY).
+    let out = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .arg("--datadir")
+        .arg(client.path())
+        .args(["--json", "model", "deploy"])
+        .arg(fixture("tiny-gpt2"))
+        .args(["--price", "0"])
+        .env("LATTICE_RPC", &node.url)
+        .env("LATTICE_KEY", DEV_ACCOUNTS[3].private_key.to_string())
+        .env_remove("LATTICE_LOG")
+        .output()
+        .expect("lattice runs");
+    let d = ok_json(out);
+    assert_eq!(d["owner"].as_str().map(str::to_lowercase), Some(addr(3)));
 }
