@@ -14,17 +14,19 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::eip2718::Encodable2718;
+use alloy_consensus::TxEip1559;
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256, hex, keccak256};
 use alloy_sol_types::{SolCall, SolConstructor};
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use lattice_contracts::{ModelRegistry, model_id};
 use lattice_evm::{DEV_ACCOUNTS, MODEL_REGISTRY_ADDRESS};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use crate::Ctx;
+use crate::rpc_client::{
+    Rpc, address_of, batch_answers, call_params, hex_bytes, quantity, quantity_u256, sign,
+};
 
 const GWEI: u128 = 1_000_000_000;
 /// Gas of a plain transfer.
@@ -94,142 +96,6 @@ pub(crate) struct RegistryArgs {
     timeout_s: u64,
 }
 
-// ------------------------------------------------------------------------- JSON-RPC client
-
-/// A JSON-RPC client over a keep-alive HTTP connection pool.
-#[derive(Debug, Clone)]
-struct Rpc {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Rpc {
-    /// A client keeping up to `conns` idle connections open.
-    fn new(url: &str, conns: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(conns.max(1))
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(600))
-            .build()
-            .context("build HTTP client")?;
-        Ok(Self {
-            http,
-            url: url.to_string(),
-        })
-    }
-
-    /// POSTs a JSON body and returns the parsed JSON answer.
-    async fn post(&self, body: Vec<u8>) -> anyhow::Result<Value> {
-        let resp = self
-            .http
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("POST {}", self.url))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.context("read JSON-RPC response")?;
-        if !status.is_success() {
-            bail!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            );
-        }
-        serde_json::from_slice(&bytes).context("JSON-RPC response is not JSON")
-    }
-
-    /// One JSON-RPC call; a JSON-RPC error becomes an `Err`.
-    async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
-        let body = serde_json::to_vec(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-        )?;
-        let answer = self.post(body).await?;
-        into_result(&answer).map_err(|e| anyhow!("{method}: {e}"))
-    }
-
-    /// JSON-RPC batches of `chunk` calls at most, answers in call order; fails on any error.
-    async fn batch(&self, calls: &[(&str, Value)], chunk: usize) -> anyhow::Result<Vec<Value>> {
-        let mut out = Vec::with_capacity(calls.len());
-        for part in calls.chunks(chunk.max(1)) {
-            let reqs: Vec<Value> = part
-                .iter()
-                .enumerate()
-                .map(|(i, (m, p))| json!({"jsonrpc": "2.0", "id": i, "method": m, "params": p}))
-                .collect();
-            let answer = self.post(serde_json::to_vec(&reqs)?).await?;
-            for (i, r) in batch_answers(&answer, part.len())?.into_iter().enumerate() {
-                out.push(r.map_err(|e| anyhow!("{}: {e}", part[i].0))?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// `eth_call` of `data` on `to` at the latest block, returning the output bytes.
-    async fn eth_call(&self, to: Address, data: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let v = self
-            .call("eth_call", call_params(to, data))
-            .await
-            .context("eth_call")?;
-        hex_bytes(&v)
-    }
-}
-
-/// `eth_call` params: `[{to, data}, "latest"]`.
-fn call_params(to: Address, data: &[u8]) -> Value {
-    json!([{"to": to, "data": hex::encode_prefixed(data)}, "latest"])
-}
-
-/// The `result` of one JSON-RPC answer, or its error message.
-fn into_result(answer: &Value) -> Result<Value, String> {
-    if let Some(e) = answer.get("error") {
-        return Err(e
-            .get("message")
-            .map_or_else(|| e.to_string(), |m| m.to_string()));
-    }
-    answer
-        .get("result")
-        .cloned()
-        .ok_or_else(|| format!("no result in {answer}"))
-}
-
-/// The answers of a batch of `n` calls with ids `0..n`, in id order.
-fn batch_answers(answer: &Value, n: usize) -> anyhow::Result<Vec<Result<Value, String>>> {
-    let Some(items) = answer.as_array() else {
-        bail!("batch of {n} answered with a single object: {answer}");
-    };
-    let mut out = vec![Err("no answer for this id".to_string()); n];
-    for item in items {
-        let id = item
-            .get("id")
-            .and_then(Value::as_u64)
-            .and_then(|i| usize::try_from(i).ok())
-            .filter(|&i| i < n)
-            .with_context(|| format!("batch answer with bad id: {item}"))?;
-        out[id] = into_result(item);
-    }
-    Ok(out)
-}
-
-/// A JSON quantity (`"0x…"`) as `u64`.
-fn quantity(v: &Value) -> anyhow::Result<u64> {
-    let s = v.as_str().with_context(|| format!("not a quantity: {v}"))?;
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).with_context(|| format!("bad quantity {s}"))
-}
-
-/// A JSON quantity (`"0x…"`) as `U256`.
-fn quantity_u256(v: &Value) -> anyhow::Result<U256> {
-    let s = v.as_str().with_context(|| format!("not a quantity: {v}"))?;
-    s.parse::<U256>()
-        .with_context(|| format!("bad quantity {s}"))
-}
-
-/// JSON `"0x…"` data as bytes.
-fn hex_bytes(v: &Value) -> anyhow::Result<Vec<u8>> {
-    let s = v.as_str().with_context(|| format!("not hex data: {v}"))?;
-    hex::decode(s).with_context(|| format!("bad hex data {s}"))
-}
-
 /// A JSON-RPC batch of `eth_sendRawTransaction`s, ids `0..txs.len()`.
 fn raw_tx_batch(txs: &[Vec<u8>]) -> anyhow::Result<Vec<u8>> {
     let reqs: Vec<Value> = txs
@@ -274,21 +140,6 @@ fn derived_key(tag: &str, i: usize) -> B256 {
     let mut buf = tag.as_bytes().to_vec();
     buf.extend_from_slice(&(i as u64).to_be_bytes());
     keccak256(buf)
-}
-
-/// The address of a secret key.
-fn address_of(key: B256) -> anyhow::Result<Address> {
-    Ok(alloy_signer_local::PrivateKeySigner::from_bytes(&key)
-        .context("derived key is not a valid secp256k1 key")?
-        .address())
-}
-
-/// Signs `tx` with `key` and returns its EIP-2718 encoding and hash.
-fn sign(key: B256, tx: TxEip1559) -> anyhow::Result<(Vec<u8>, B256)> {
-    let sig = alloy_consensus::crypto::secp256k1::sign_message(key, tx.signature_hash())
-        .context("sign")?;
-    let env: TxEnvelope = tx.into_signed(sig).into();
-    Ok((env.encoded_2718(), *env.tx_hash()))
 }
 
 /// What every transaction needs from the chain: its id and fees.

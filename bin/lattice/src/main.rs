@@ -18,6 +18,8 @@ mod import;
 mod ipfs;
 mod model;
 mod node;
+mod registry;
+mod rpc_client;
 
 /// Lattice: an EVM chain node where AI models are first-class.
 #[derive(Debug, Parser)]

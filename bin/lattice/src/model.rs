@@ -12,6 +12,13 @@ use crate::Ctx;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ModelCommand {
+    /// Register a model folder (or a CID in the local store) in the on-chain ModelRegistry,
+    /// or publish it as a new version of a model you own (`--version-of`).
+    Deploy(crate::registry::DeployArgs),
+    /// List the models registered on chain.
+    List(crate::registry::ListArgs),
+    /// Show one registered model and all its versions.
+    Info(crate::registry::InfoArgs),
     /// Run a model locally on one input (or several `--input`s as one batch) and print the
     /// result: an embedding, labels, generated text.
     Run(RunArgs),
@@ -74,6 +81,9 @@ pub(crate) struct RunArgs {
 
 pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
+        ModelCommand::Deploy(args) => crate::registry::deploy(ctx, args),
+        ModelCommand::List(args) => crate::registry::list(ctx, args),
+        ModelCommand::Info(args) => crate::registry::info(ctx, args),
         ModelCommand::Run(args) => run_model(ctx, args),
         ModelCommand::Import(args) => crate::import::run(ctx, args),
     }
