@@ -2,9 +2,8 @@
 //! ethers, viem, cast) against it, restarts that continue the chain, and
 //! kill -9 at random moments losing no block that was reported included.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
@@ -13,54 +12,8 @@ use alloy_primitives::{Address, B256, TxKind, U256};
 use lattice_evm::DEV_ACCOUNTS;
 use serde_json::{Value, json};
 
-/// A running `lattice devnet`, killed on drop.
-struct Devnet {
-    child: Child,
-    url: String,
-    ws: String,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(datadir: &Path, extra: &[&str]) -> Devnet {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lattice"))
-        .arg("--datadir")
-        .arg(datadir)
-        .args(["devnet", "--port", "0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("lattice devnet starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        assert!(
-            Instant::now() < deadline,
-            "devnet never said where it listens"
-        );
-        let line = lines
-            .next()
-            .expect("devnet exited before listening")
-            .expect("stdout line");
-        if let Some(addr) = line.strip_prefix("Listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    // Keep draining stdout so the node never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Devnet {
-        child,
-        url: format!("http://{addr}"),
-        ws: format!("ws://{addr}"),
-    }
-}
+mod support;
+use support::start;
 
 fn rpc(url: &str, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});

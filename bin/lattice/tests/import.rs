@@ -3,28 +3,11 @@
 //! cache entry resolves through its refs; `--batch` reports each model and carries on past
 //! a bad one; unsupported models are refused with the list of supported ones.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn models() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/fetch.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run tests/models/fetch.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../crates/runtime/tests/data")
-        .join(name)
-}
+mod support;
+use support::{models, runtime_data as data};
 
 /// The binary with its own datadir, and a hub cache and endpoint that reach nothing.
 fn lattice(datadir: &Path) -> Command {

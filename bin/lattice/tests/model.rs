@@ -5,19 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn models() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/fetch.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run tests/models/fetch.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
+mod support;
+use support::models;
 
 fn lattice(datadir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lattice"));

@@ -3,58 +3,20 @@
 //! private models, new versions, and the refusals (same CID twice, someone else's model, a
 //! node that is not there, no key on a chain that is not the dev chain).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use lattice_evm::DEV_ACCOUNTS;
 use serde_json::Value;
 
-/// A running `lattice devnet`, killed on drop.
-struct Devnet {
-    child: Child,
-    url: String,
-}
+mod support;
+use support::Devnet;
 
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A devnet that seals as soon as transactions arrive.
 fn start(datadir: &Path, extra: &[&str]) -> Devnet {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lattice"))
-        .arg("--datadir")
-        .arg(datadir)
-        .args(["devnet", "--port", "0", "--instant"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("lattice devnet starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        assert!(
-            Instant::now() < deadline,
-            "devnet never said where it listens"
-        );
-        let line = lines
-            .next()
-            .expect("devnet exited before listening")
-            .expect("stdout line");
-        if let Some(addr) = line.strip_prefix("Listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Devnet {
-        child,
-        url: format!("http://{addr}"),
-    }
+    let mut args = vec!["--instant"];
+    args.extend_from_slice(extra);
+    support::start(datadir, &args)
 }
 
 /// `lattice --datadir DIR --json model ARGS… --rpc URL` with no key or RPC from the environment.

@@ -1,0 +1,82 @@
+//! Shared by the binary's end-to-end tests: a real `lattice devnet` process and the test-model
+//! cache. Each test file uses a part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `lattice devnet`, killed on drop.
+pub(crate) struct Devnet {
+    pub(crate) child: Child,
+    /// `http://ADDR`.
+    pub(crate) url: String,
+    /// `ws://ADDR`.
+    pub(crate) ws: String,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `lattice --datadir DATADIR devnet --port 0 EXTRA…` and waits until it listens.
+pub(crate) fn start(datadir: &Path, extra: &[&str]) -> Devnet {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .arg("--datadir")
+        .arg(datadir)
+        .args(["devnet", "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lattice devnet starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(
+            Instant::now() < deadline,
+            "devnet never said where it listens"
+        );
+        let line = lines
+            .next()
+            .expect("devnet exited before listening")
+            .expect("stdout line");
+        if let Some(addr) = line.strip_prefix("Listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the node never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Devnet {
+        child,
+        url: format!("http://{addr}"),
+        ws: format!("ws://{addr}"),
+    }
+}
+
+/// The test-model cache (`tests/models/fetch.sh` prints it, downloading what is missing).
+pub(crate) fn models() -> PathBuf {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/fetch.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run tests/models/fetch.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A fixture of the runtime's tests (`crates/runtime/tests/data/NAME`).
+pub(crate) fn runtime_data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/runtime/tests/data")
+        .join(name)
+}
