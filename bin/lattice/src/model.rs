@@ -19,6 +19,10 @@ pub(crate) enum ModelCommand {
     List(crate::registry::ListArgs),
     /// Show one registered model and all its versions.
     Info(crate::registry::InfoArgs),
+    /// Check a registered model end to end: every block's CID (fetching missing ones from
+    /// --peer), the root and manifest against the chain, the files against lattice.json, and
+    /// (unless --no-run) one smoke inference. Exits non-zero on any failure.
+    Verify(crate::verify::VerifyArgs),
     /// Run a model locally on one input (or several `--input`s as one batch) and print the
     /// result: an embedding, labels, generated text.
     Run(RunArgs),
@@ -84,6 +88,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Deploy(args) => crate::registry::deploy(ctx, args),
         ModelCommand::List(args) => crate::registry::list(ctx, args),
         ModelCommand::Info(args) => crate::registry::info(ctx, args),
+        ModelCommand::Verify(args) => crate::verify::verify(ctx, args),
         ModelCommand::Run(args) => run_model(ctx, args),
         ModelCommand::Import(args) => crate::import::run(ctx, args),
     }

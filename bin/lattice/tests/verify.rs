@@ -1,0 +1,210 @@
+//! `lattice model verify` as a real process against a real `lattice devnet` on loopback: a
+//! deployed folder and an imported model (with a manifest) verify; a flipped byte in the
+//! weights, an unknown model and blocks that are not local are clear failures.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `lattice devnet`, killed on drop.
+struct Devnet {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(datadir: &Path, extra: &[&str]) -> Devnet {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .arg("--datadir")
+        .arg(datadir)
+        .args(["devnet", "--port", "0", "--instant"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lattice devnet starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(
+            Instant::now() < deadline,
+            "devnet never said where it listens"
+        );
+        let line = lines
+            .next()
+            .expect("devnet exited before listening")
+            .expect("stdout line");
+        if let Some(addr) = line.strip_prefix("Listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Devnet {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
+
+/// `lattice --datadir DIR --json model ARGS… --rpc URL` with no key or RPC from the environment.
+fn model(datadir: &Path, url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .arg("--datadir")
+        .arg(datadir)
+        .args(["--json", "model"])
+        .args(args)
+        .args(["--rpc", url])
+        .env_remove("LATTICE_KEY")
+        .env_remove("LATTICE_RPC")
+        .env_remove("LATTICE_LOG")
+        .output()
+        .expect("lattice runs")
+}
+
+fn ok_json(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn failed(out: Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "command should have failed; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    err
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/runtime/tests/data")
+        .join(name)
+}
+
+/// Flips one byte of `needle` where it lies in the store's data files under `datadir`.
+fn flip_in_store(datadir: &Path, needle: &[u8]) -> usize {
+    let mut flipped = 0;
+    let mut stack = vec![datadir.join("store")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read store dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !path.to_string_lossy().contains("/data/") {
+                continue;
+            }
+            let mut bytes = std::fs::read(&path).expect("read data file");
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes[at + needle.len() / 2] ^= 0xff;
+                std::fs::write(&path, &bytes).expect("write data file");
+                flipped += 1;
+            }
+        }
+    }
+    flipped
+}
+
+#[test]
+fn verify_deployed_models_and_detect_corruption() {
+    let node_dir = tempfile::tempdir().expect("tmp");
+    let client = tempfile::tempdir().expect("tmp");
+    let node = start(node_dir.path(), &[]);
+    let url = node.url.as_str();
+    let c = client.path();
+    let bert = fixture("tiny-bert-classifier");
+    let bert_path = bert.to_str().expect("utf-8 path");
+
+    // A folder deployed as is: blocks, no manifest, a smoke classification.
+    let d = ok_json(model(c, url, &["deploy", bert_path, "--price", "0"]));
+    let cid = d["root_cid"].as_str().expect("cid").to_string();
+    let v = ok_json(model(c, url, &["verify", "tiny-bert-classifier"]));
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["root_cid"], cid.as_str());
+    assert!(v["blocks_checked"].as_u64().expect("blocks") >= 4, "{v}");
+    assert!(v["load_ms"].as_f64().is_some(), "{v}");
+    assert!(v["run_ms"].as_f64().is_some(), "{v}");
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert!(names.contains(&"run"), "{v}");
+
+    // An imported model: its manifest is checked against the chain and the folder.
+    let mut import = Command::new(env!("CARGO_BIN_EXE_lattice"));
+    import
+        .arg("--datadir")
+        .arg(c)
+        .args(["--json", "model", "import", bert_path, "--name", "org/bert"]);
+    let imported = ok_json(import.output().expect("import runs"));
+    let icid = imported["cid"].as_str().expect("cid").to_string();
+    ok_json(model(c, url, &["deploy", &icid, "--price", "0"]));
+    let v = ok_json(model(c, url, &["verify", &icid, "--no-run"]));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        v["manifest_cid"].as_str().is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    assert!(v["load_ms"].is_null(), "--no-run loads nothing: {v}");
+    let text = model(c, url, &["verify", "org/bert"]);
+    let out = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.status.success(), "{out}");
+
+    // Blocks that are not local, and no peer: the missing block is named.
+    let empty = tempfile::tempdir().expect("tmp");
+    let err = failed(model(
+        empty.path(),
+        url,
+        &["verify", "tiny-bert-classifier"],
+    ));
+    assert!(err.contains("failed verification"), "{err}");
+    let out = model(empty.path(), url, &["verify", "tiny-bert-classifier"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let detail = report["checks"][0]["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains(&format!("block {cid} is missing")),
+        "{detail}"
+    );
+    assert!(detail.contains("--peer"), "{detail}");
+
+    // Unknown model.
+    let err = failed(model(c, url, &["verify", "no-such-model"]));
+    assert!(err.contains("no model named \"no-such-model\""), "{err}");
+
+    // One flipped byte in the weights: the file and the block are named.
+    let weights = std::fs::read(bert.join("model.safetensors")).expect("weights");
+    let at = weights.len() / 2;
+    assert!(
+        flip_in_store(c, &weights[at..at + 64]) >= 1,
+        "weights not found in the store"
+    );
+    let out = model(c, url, &["verify", "tiny-bert-classifier"]);
+    assert!(!out.status.success(), "corrupt model verified");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["ok"], false);
+    let detail = report["checks"][0]["detail"].as_str().expect("detail");
+    assert!(detail.contains("model.safetensors: block bafk"), "{detail}");
+    assert!(detail.contains("is corrupt"), "{detail}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed verification: blocks"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
