@@ -132,7 +132,10 @@ pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
                 bail!("{cid} is a file, not a model folder (config.json + weights) or a GGUF file");
             }
             std::fs::create_dir(&tmp)?;
-            std::os::unix::fs::symlink(store.file_path(&cid)?, tmp.join("model.gguf"))?;
+            std::os::unix::fs::symlink(
+                std::path::absolute(store.file_path(&cid)?)?,
+                tmp.join("model.gguf"),
+            )?;
             return Ok(());
         }
         lay_out(&store, &cid, &tmp)
@@ -166,7 +169,8 @@ fn lay_out(store: &lattice_store::Store, cid: &cid::Cid, dest: &Path) -> anyhow:
             let data = store
                 .file_path(&entry.cid)
                 .with_context(|| format!("{}: checking {}", entry.name, entry.cid))?;
-            std::os::unix::fs::symlink(data, to)?;
+            // Absolute: a datadir given as a relative path would leave the link dangling.
+            std::os::unix::fs::symlink(std::path::absolute(data)?, to)?;
         } else {
             store
                 .get(&entry.cid, &to)

@@ -71,6 +71,14 @@ impl Report {
     }
 }
 
+/// What `verify` reads of `lattice.json`: its file list (other fields may be absent in a
+/// hand-written manifest).
+#[derive(Debug, serde::Deserialize)]
+struct ManifestFiles {
+    #[serde(default)]
+    files: Vec<lattice_import::FileEntry>,
+}
+
 /// `lattice model verify`.
 pub(crate) fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<()> {
     let on_chain = resolve_version(&args.rpc.rpc, &args.model, args.version)?;
@@ -112,7 +120,7 @@ pub(crate) fn verify(ctx: &Ctx, args: VerifyArgs) -> anyhow::Result<()> {
         let name = |c: &Cid| {
             files
                 .get(&c.hash().to_bytes())
-                .map_or_else(|| "(folder)".to_string(), |p| p.join(", "))
+                .map_or_else(|| "(unknown file)".to_string(), |p| p.join(", "))
         };
         let mut problems = Vec::new();
         for c in &blocks.corrupt {
@@ -193,11 +201,15 @@ fn fetch(ctx: &Ctx, store: &Arc<Store>, root: Cid, peers: &[String]) -> anyhow::
 /// block's multihash. Walks what is readable; unreadable parts are skipped.
 fn block_files(store: &Store, root: &Cid) -> HashMap<Vec<u8>, Vec<String>> {
     let mut map: HashMap<Vec<u8>, Vec<String>> = HashMap::new();
-    let is_dir = store.node(root).is_ok_and(|n| n.is_dir());
-    if is_dir {
-        walk_dir(store, root, "", &mut map);
-    } else {
-        walk_file(store, root, "(file)", &mut map);
+    match store.node(root) {
+        Ok(n) if n.is_dir() => {
+            map.insert(root.hash().to_bytes(), vec!["(root folder)".to_string()]);
+            walk_dir(store, root, "", &mut map);
+        }
+        Ok(_) => walk_file(store, root, "(root file)", &mut map),
+        Err(_) => {
+            map.insert(root.hash().to_bytes(), vec!["(root)".to_string()]);
+        }
     }
     map
 }
@@ -279,7 +291,7 @@ fn manifest_checks(
     store
         .cat(&mentry.cid, 0, Some(16 << 20), &mut buf)
         .with_context(|| format!("reading lattice.json ({})", mentry.cid))?;
-    let manifest: lattice_import::Manifest = match serde_json::from_slice(&buf) {
+    let manifest: ManifestFiles = match serde_json::from_slice(&buf) {
         Ok(m) => m,
         Err(e) => {
             report.push("manifest files", false, format!("lattice.json: {e}"));

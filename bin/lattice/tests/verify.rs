@@ -97,6 +97,40 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A `lattice ipfs serve` process, killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Serves `datadir`'s store over the trustless gateway on a free port; its base URL.
+fn serve(datadir: &Path) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .arg("--datadir")
+        .arg(datadir)
+        .args(["ipfs", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let server = Server(child);
+    let line = lines.next().expect("a line").expect("utf8");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .and_then(|u| u.strip_suffix("/ipfs/<cid>"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, url)
+}
+
 /// Flips one byte of `needle` where it lies in the store's data files under `datadir`.
 fn flip_in_store(datadir: &Path, needle: &[u8]) -> usize {
     let mut flipped = 0;
@@ -165,9 +199,63 @@ fn verify_deployed_models_and_detect_corruption() {
         "{v}"
     );
     assert!(v["load_ms"].is_null(), "--no-run loads nothing: {v}");
-    let text = model(c, url, &["verify", "org/bert"]);
+    // Text output, with the datadir given as a relative path (the runtime follows links
+    // into the store from the laid-out folder).
+    let text = Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .current_dir(c.parent().expect("parent"))
+        .arg("--datadir")
+        .arg(c.file_name().expect("name"))
+        .args(["model", "verify", "org/bert", "--rpc", url])
+        .env_remove("LATTICE_RPC")
+        .output()
+        .expect("lattice runs");
     let out = String::from_utf8_lossy(&text.stdout).into_owned();
-    assert!(text.status.success(), "{out}");
+    assert!(
+        text.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    assert!(out.contains("ok     run"), "{out}");
+    assert!(out.trim_end().ends_with("verified"), "{out}");
+
+    // A manifest that does not match its folder: the files are named.
+    let bad = client.path().join("bad-manifest");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(bert.join(f), bad.join(f)).expect("copy");
+    }
+    std::fs::write(
+        bad.join("lattice.json"),
+        r#"{"schema": "lattice.model/1", "name": "bad-manifest", "format": "safetensors",
+            "files": [{"path": "config.json", "size": 1, "cid": "bafkreinotthecid"},
+                      {"path": "vocab.txt", "size": 5, "cid": "bafkreinotthere"}]}"#,
+    )
+    .expect("write manifest");
+    ok_json(model(
+        c,
+        url,
+        &["deploy", bad.to_str().expect("utf-8"), "--price", "0"],
+    ));
+    let out = model(c, url, &["verify", "bad-manifest", "--no-run"]);
+    assert!(!out.status.success(), "a wrong manifest verified");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let files = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == "manifest files")
+        .expect("manifest files check");
+    assert_eq!(files["ok"], false, "{report}");
+    let detail = files["detail"].as_str().expect("detail");
+    for needle in [
+        "config.json: CID",
+        "manifest says 1",
+        "vocab.txt: listed but not in the folder",
+        "model.safetensors: in the folder but not in lattice.json",
+        "tokenizer.json: in the folder but not in lattice.json",
+    ] {
+        assert!(detail.contains(needle), "{needle:?} not in {detail}");
+    }
 
     // Blocks that are not local, and no peer: the missing block is named.
     let empty = tempfile::tempdir().expect("tmp");
@@ -185,6 +273,24 @@ fn verify_deployed_models_and_detect_corruption() {
         "{detail}"
     );
     assert!(detail.contains("--peer"), "{detail}");
+
+    // The same, with a peer that has the blocks: fetched, verified, run.
+    {
+        let (_server, gateway) = serve(c);
+        let v = ok_json(model(
+            empty.path(),
+            url,
+            &["verify", "tiny-bert-classifier", "--peer", &gateway],
+        ));
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(v["blocks_fetched"].as_u64().expect("fetched") >= 4, "{v}");
+        let again = ok_json(model(
+            empty.path(),
+            url,
+            &["verify", "tiny-bert-classifier"],
+        ));
+        assert_eq!(again["blocks_fetched"], 0, "{again}");
+    }
 
     // Unknown model.
     let err = failed(model(c, url, &["verify", "no-such-model"]));
