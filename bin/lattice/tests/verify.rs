@@ -314,3 +314,43 @@ fn verify_deployed_models_and_detect_corruption() {
     assert!(err.contains("failed verification: blocks"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn every_task_runs_a_smoke_input() {
+    let node_dir = tempfile::tempdir().expect("tmp");
+    let client = tempfile::tempdir().expect("tmp");
+    let node = start(node_dir.path(), &[]);
+    let url = node.url.as_str();
+    let c = client.path();
+    for (name, task) in [
+        ("tiny-gpt2", "generate"),
+        ("tiny-vit", "classify-image"),
+        ("tiny-clip", "zero-shot"),
+        ("tiny-whisper", "transcribe"),
+    ] {
+        let folder = fixture(name);
+        ok_json(model(
+            c,
+            url,
+            &["deploy", folder.to_str().expect("utf-8"), "--price", "0"],
+        ));
+        let v = ok_json(model(c, url, &["verify", name]));
+        assert_eq!(v["ok"], true, "{name}: {v}");
+        let checks = v["checks"].as_array().expect("checks");
+        let detail = |n: &str| {
+            checks
+                .iter()
+                .find(|c| c["name"] == n)
+                .and_then(|c| c["detail"].as_str())
+                .unwrap_or_else(|| panic!("{name}: no {n} check in {v}"))
+                .to_string()
+        };
+        assert!(detail("load").starts_with(task), "{name}: {v}");
+        let run = detail("run");
+        match task {
+            "generate" => assert!(run.starts_with("generated"), "{run}"),
+            "transcribe" => assert!(run.starts_with("transcript"), "{run}"),
+            _ => assert!(run.contains("labels summing to 1"), "{run}"),
+        }
+    }
+}
