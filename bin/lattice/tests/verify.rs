@@ -274,6 +274,24 @@ fn verify_deployed_models_and_detect_corruption() {
     );
     assert!(detail.contains("--peer"), "{detail}");
 
+    // A peer that is not there: the fetch fails, the missing block is still named.
+    let out = model(
+        empty.path(),
+        url,
+        &[
+            "verify",
+            "tiny-bert-classifier",
+            "--peer",
+            "http://127.0.0.1:9",
+        ],
+    );
+    assert!(!out.status.success(), "verified without blocks");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["checks"][0]["name"], "fetch", "{report}");
+    assert_eq!(report["checks"][0]["ok"], false, "{report}");
+    let detail = report["checks"][1]["detail"].as_str().expect("detail");
+    assert!(detail.contains("is missing"), "{detail}");
+
     // The same, with a peer that has the blocks: fetched, verified, run.
     {
         let (_server, gateway) = serve(c);
