@@ -20,6 +20,7 @@ mod model;
 mod node;
 mod registry;
 mod rpc_client;
+mod verify;
 
 /// Lattice: an EVM chain node where AI models are first-class.
 #[derive(Debug, Parser)]

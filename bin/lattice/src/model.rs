@@ -19,6 +19,10 @@ pub(crate) enum ModelCommand {
     List(crate::registry::ListArgs),
     /// Show one registered model and all its versions.
     Info(crate::registry::InfoArgs),
+    /// Check a registered model end to end: every block's CID (fetching missing ones from
+    /// --peer), the root and manifest against the chain, the files against lattice.json, and
+    /// (unless --no-run) one smoke inference. Exits non-zero on any failure.
+    Verify(crate::verify::VerifyArgs),
     /// Run a model locally on one input (or several `--input`s as one batch) and print the
     /// result: an embedding, labels, generated text.
     Run(RunArgs),
@@ -84,6 +88,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Deploy(args) => crate::registry::deploy(ctx, args),
         ModelCommand::List(args) => crate::registry::list(ctx, args),
         ModelCommand::Info(args) => crate::registry::info(ctx, args),
+        ModelCommand::Verify(args) => crate::verify::verify(ctx, args),
         ModelCommand::Run(args) => run_model(ctx, args),
         ModelCommand::Import(args) => crate::import::run(ctx, args),
     }
@@ -127,7 +132,10 @@ pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
                 bail!("{cid} is a file, not a model folder (config.json + weights) or a GGUF file");
             }
             std::fs::create_dir(&tmp)?;
-            std::os::unix::fs::symlink(store.file_path(&cid)?, tmp.join("model.gguf"))?;
+            std::os::unix::fs::symlink(
+                std::path::absolute(store.file_path(&cid)?)?,
+                tmp.join("model.gguf"),
+            )?;
             return Ok(());
         }
         lay_out(&store, &cid, &tmp)
@@ -161,7 +169,8 @@ fn lay_out(store: &lattice_store::Store, cid: &cid::Cid, dest: &Path) -> anyhow:
             let data = store
                 .file_path(&entry.cid)
                 .with_context(|| format!("{}: checking {}", entry.name, entry.cid))?;
-            std::os::unix::fs::symlink(data, to)?;
+            // Absolute: a datadir given as a relative path would leave the link dangling.
+            std::os::unix::fs::symlink(std::path::absolute(data)?, to)?;
         } else {
             store
                 .get(&entry.cid, &to)

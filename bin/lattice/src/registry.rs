@@ -33,7 +33,7 @@ const DEFAULT_TIP: u128 = 1_000_000_000;
 pub(crate) struct RpcOpts {
     /// The node's JSON-RPC HTTP endpoint.
     #[arg(long, env = "LATTICE_RPC", default_value = "http://127.0.0.1:8545")]
-    rpc: String,
+    pub(crate) rpc: String,
 }
 
 /// Arguments of `lattice model deploy`.
@@ -807,6 +807,61 @@ async fn find_model(rpc: &Rpc, what: &str) -> anyhow::Result<ModelRegistry::Mode
     }
 }
 
+/// One version of a registered model, as `model verify` checks it.
+#[derive(Debug)]
+pub(crate) struct OnChainVersion {
+    /// The model's id.
+    pub(crate) id: B256,
+    /// The model's name.
+    pub(crate) name: String,
+    /// The version number.
+    pub(crate) version: u64,
+    /// The version's root CID (bytes as stored on chain).
+    pub(crate) root_cid: Vec<u8>,
+    /// The version's manifest CID, empty when none was recorded.
+    pub(crate) manifest_cid: Vec<u8>,
+}
+
+/// The model `what` names (id, root CID or name, as `model info` takes) at `version`
+/// (default: its latest), read from the node at `rpc_url`.
+pub(crate) fn resolve_version(
+    rpc_url: &str,
+    what: &str,
+    version: Option<u64>,
+) -> anyhow::Result<OnChainVersion> {
+    runtime()?.block_on(async {
+        let rpc = connect(rpc_url).await?;
+        let view = find_model(&rpc, what).await?;
+        let latest: u64 = view
+            .latest
+            .try_into()
+            .context("latest version out of range")?;
+        let v = version.unwrap_or(latest);
+        if v > latest {
+            bail!(
+                "model {:?} ({}) has no version {v}: its versions are 0..={latest}",
+                view.name,
+                view.id
+            );
+        }
+        let data = ModelRegistry::getVersionCall {
+            modelId: view.id,
+            version: U256::from(v),
+        }
+        .abi_encode();
+        let ver =
+            ModelRegistry::getVersionCall::abi_decode_returns(&registry_call(&rpc, &data).await?)
+                .context("decode getVersion")?;
+        Ok(OnChainVersion {
+            id: view.id,
+            name: view.name,
+            version: v,
+            root_cid: ver.rootCid.to_vec(),
+            manifest_cid: ver.manifestCid.to_vec(),
+        })
+    })
+}
+
 // ----------------------------------------------------------------------------- formatting
 
 /// A `ModelView` as JSON.
@@ -841,7 +896,7 @@ fn flags(m: &ModelRegistry::ModelView) -> String {
 }
 
 /// CID bytes as text (base32 for v1), empty for none, hex for bytes that are not a CID.
-fn cid_text(bytes: &[u8]) -> String {
+pub(crate) fn cid_text(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return String::new();
     }
