@@ -3,63 +3,14 @@
 //! private models, new versions, and the refusals (same CID twice, someone else's model, a
 //! node that is not there, no key on a chain that is not the dev chain).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use lattice_evm::DEV_ACCOUNTS;
 use serde_json::Value;
 
 mod support;
-use support::Devnet;
-
-/// A devnet that seals as soon as transactions arrive.
-fn start(datadir: &Path, extra: &[&str]) -> Devnet {
-    let mut args = vec!["--instant"];
-    args.extend_from_slice(extra);
-    support::start(datadir, &args)
-}
-
-/// `lattice --datadir DIR --json model ARGS… --rpc URL` with no key or RPC from the environment.
-fn model(datadir: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lattice"))
-        .arg("--datadir")
-        .arg(datadir)
-        .args(["--json", "model"])
-        .args(args)
-        .args(["--rpc", url])
-        .env_remove("LATTICE_KEY")
-        .env_remove("LATTICE_RPC")
-        .env_remove("LATTICE_LOG")
-        .output()
-        .expect("lattice runs")
-}
-
-fn ok_json(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn failed(out: Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "command should have failed; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    err
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../crates/runtime/tests/data")
-        .join(name)
-}
+use support::{failed, model, ok_json, runtime_data as fixture, start_instant as start};
 
 /// A copy of a fixture folder with one extra file, so it gets another root CID.
 fn changed_copy(from: &Path, to: &Path) {

@@ -3,99 +3,13 @@
 //! weights, an unknown model and blocks that are not local are clear failures.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-/// A running `lattice devnet`, killed on drop.
-struct Devnet {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(datadir: &Path, extra: &[&str]) -> Devnet {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lattice"))
-        .arg("--datadir")
-        .arg(datadir)
-        .args(["devnet", "--port", "0", "--instant"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("lattice devnet starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        assert!(
-            Instant::now() < deadline,
-            "devnet never said where it listens"
-        );
-        let line = lines
-            .next()
-            .expect("devnet exited before listening")
-            .expect("stdout line");
-        if let Some(addr) = line.strip_prefix("Listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Devnet {
-        child,
-        url: format!("http://{addr}"),
-    }
-}
-
-/// `lattice --datadir DIR --json model ARGS… --rpc URL` with no key or RPC from the environment.
-fn model(datadir: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lattice"))
-        .arg("--datadir")
-        .arg(datadir)
-        .args(["--json", "model"])
-        .args(args)
-        .args(["--rpc", url])
-        .env_remove("LATTICE_KEY")
-        .env_remove("LATTICE_RPC")
-        .env_remove("LATTICE_LOG")
-        .output()
-        .expect("lattice runs")
-}
-
-fn ok_json(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-fn failed(out: Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "command should have failed; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(!err.contains("panicked"), "panicked: {err}");
-    err
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../crates/runtime/tests/data")
-        .join(name)
-}
+mod support;
+use support::{failed, model, ok_json, runtime_data as fixture, start_instant as start};
 
 /// A `lattice ipfs serve` process, killed on drop.
 struct Server(Child);

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `lattice devnet`, killed on drop.
@@ -79,4 +79,49 @@ pub(crate) fn runtime_data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../crates/runtime/tests/data")
         .join(name)
+}
+
+/// A devnet that seals as soon as transactions arrive.
+pub(crate) fn start_instant(datadir: &Path, extra: &[&str]) -> Devnet {
+    let mut args = vec!["--instant"];
+    args.extend_from_slice(extra);
+    start(datadir, &args)
+}
+
+/// `lattice --datadir DIR --json model ARGS… --rpc URL` with no key or RPC from the environment.
+pub(crate) fn model(datadir: &Path, url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lattice"))
+        .arg("--datadir")
+        .arg(datadir)
+        .args(["--json", "model"])
+        .args(args)
+        .args(["--rpc", url])
+        .env_remove("LATTICE_KEY")
+        .env_remove("LATTICE_RPC")
+        .env_remove("LATTICE_LOG")
+        .output()
+        .expect("lattice runs")
+}
+
+/// The JSON a successful command printed.
+pub(crate) fn ok_json(out: Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// The error a failed command printed (it must have failed, without a panic).
+pub(crate) fn failed(out: Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "command should have failed; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    err
 }
