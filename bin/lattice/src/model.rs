@@ -127,8 +127,10 @@ pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
     let laid_out = (|| -> anyhow::Result<()> {
         if !store.node(&cid)?.is_dir() {
             // A single file: only GGUF names itself (by its magic); the rest need a folder.
-            let map = store.mmap(&cid)?;
-            if !map.starts_with(b"GGUF") {
+            // The magic comes from the first block alone; `file_path` then checks them all.
+            let mut magic = Vec::with_capacity(4);
+            store.cat(&cid, 0, Some(4), &mut magic)?;
+            if magic != b"GGUF" {
                 bail!("{cid} is a file, not a model folder (config.json + weights) or a GGUF file");
             }
             std::fs::create_dir(&tmp)?;

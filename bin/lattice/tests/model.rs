@@ -113,6 +113,55 @@ fn embeds_from_a_folder_and_from_its_cid_in_the_store() {
 }
 
 #[test]
+fn a_gguf_file_runs_by_its_cid_and_other_single_files_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = models().join("smollm2");
+    let gguf = std::fs::read_dir(&dir)
+        .expect("smollm2")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .expect("a .gguf file");
+    let add = |file: &Path| {
+        let added = json(
+            lattice(tmp.path())
+                .args(["--json", "ipfs", "add", "--cid-version", "1"])
+                .arg(file)
+                .output()
+                .expect("add"),
+        );
+        added.as_array().expect("entries")[0]["cid"]
+            .as_str()
+            .expect("cid")
+            .to_string()
+    };
+    let generate = |model: &str| {
+        json(
+            lattice(tmp.path())
+                .args(["--json", "model", "run", model])
+                .args(["--input", "The capital of France is", "--max-tokens", "3"])
+                .output()
+                .expect("generate"),
+        )["outputs"][0]["generation"]["tokens"]
+            .clone()
+    };
+    let cid = add(&gguf);
+    assert_eq!(
+        generate(&cid),
+        generate(gguf.to_str().expect("utf8")),
+        "the CID runs the same file"
+    );
+    let config = add(&PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/runtime/tests/data/tiny-gpt2/config.json"));
+    let out = lattice(tmp.path())
+        .args(["model", "run", &config, "--input", "x"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is a file, not a model folder"), "{err}");
+}
+
+#[test]
 fn deterministic_output_does_not_depend_on_the_thread_count() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = models().join("minilm");
