@@ -1,15 +1,11 @@
 //! The `lattice ipfs` commands end to end, as a user runs them: real
 //! processes, real data directories, a real server on loopback.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
-fn lattice(datadir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lattice"));
-    c.arg("--datadir").arg(datadir).env_remove("LATTICE_LOG");
-    c
-}
+mod support;
+use support::{lattice, serve};
 
 fn ok(out: Output) -> Output {
     assert!(
@@ -62,38 +58,6 @@ fn flip_weights_byte(datadir: &Path, offset: usize) {
     let mut bytes = std::fs::read(&data).expect("read");
     bytes[offset] ^= 0x80;
     std::fs::write(&data, &bytes).expect("write");
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `lattice ipfs serve` on a free port and returns its base URL.
-fn serve(datadir: &Path) -> (Server, String) {
-    let mut child = lattice(datadir)
-        .args(["ipfs", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let server = Server(child);
-    let line = lines.next().expect("a line").expect("utf8");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .and_then(|u| u.strip_suffix("/ipfs/<cid>"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (server, url)
 }
 
 #[test]

@@ -4,10 +4,10 @@
 //! a bad one; unsupported models are refused with the list of supported ones.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 mod support;
-use support::{models, runtime_data as data};
+use support::{models, ok_json as json, runtime_data as data};
 
 /// The binary with its own datadir, and a hub cache and endpoint that reach nothing.
 fn lattice(datadir: &Path) -> Command {
@@ -20,16 +20,6 @@ fn lattice(datadir: &Path) -> Command {
         .env("HF_HUB_CACHE", datadir.join("no-hf-cache"))
         .env("HF_ENDPOINT", "http://127.0.0.1:9");
     c
-}
-
-fn json(out: Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 fn cat(datadir: &Path, path: &str) -> serde_json::Value {

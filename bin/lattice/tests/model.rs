@@ -3,26 +3,9 @@
 //! whatever the thread count, and clear errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 mod support;
-use support::models;
-
-fn lattice(datadir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lattice"));
-    c.arg("--datadir").arg(datadir).env_remove("LATTICE_LOG");
-    c
-}
-
-fn json(out: Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
+use support::{lattice, models, ok_json as json};
 
 fn vector(v: &serde_json::Value) -> Vec<f32> {
     v["outputs"][0]["vector"]

@@ -2,49 +2,15 @@
 //! deployed folder and an imported model (with a manifest) verify; a flipped byte in the
 //! weights, an unknown model and blocks that are not local are clear failures.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
 mod support;
-use support::{failed, model, ok_json, runtime_data as fixture, start_instant as start};
+use support::{failed, model, ok_json, runtime_data as fixture, serve, start_instant as start};
 
 /// A `lattice ipfs serve` process, killed on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Serves `datadir`'s store over the trustless gateway on a free port; its base URL.
-fn serve(datadir: &Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lattice"))
-        .arg("--datadir")
-        .arg(datadir)
-        .args(["ipfs", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let server = Server(child);
-    let line = lines.next().expect("a line").expect("utf8");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .and_then(|u| u.strip_suffix("/ipfs/<cid>"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    std::thread::spawn(move || lines.for_each(drop));
-    (server, url)
-}
-
 /// Flips one byte of `needle` where it lies in the store's data files under `datadir`.
 fn flip_in_store(datadir: &Path, needle: &[u8]) -> usize {
     let mut flipped = 0;

@@ -7,6 +7,46 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// `lattice --datadir DATADIR` with no log filter from the environment.
+pub(crate) fn lattice(datadir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lattice"));
+    c.arg("--datadir").arg(datadir).env_remove("LATTICE_LOG");
+    c
+}
+
+/// A running `lattice ipfs serve`, killed on drop.
+pub(crate) struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `lattice ipfs serve` over `datadir`'s store on a free port; its base URL.
+pub(crate) fn serve(datadir: &Path) -> (Server, String) {
+    let mut child = lattice(datadir)
+        .args(["ipfs", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let server = Server(child);
+    let line = lines.next().expect("a line").expect("utf8");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .and_then(|u| u.strip_suffix("/ipfs/<cid>"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (server, url)
+}
+
 /// A running `lattice devnet`, killed on drop.
 pub(crate) struct Devnet {
     pub(crate) child: Child,
