@@ -5,7 +5,7 @@
 mod common;
 mod fixtures;
 use common::models;
-use fixtures::{floats, json as reference, max_abs_diff};
+use fixtures::{floats, json as reference, max_abs_diff, strings};
 
 use std::path::PathBuf;
 
@@ -236,13 +236,9 @@ fn check_classifier(name: &str) {
     let r = reference(&format!("{name}/reference.json"));
     let model = load(dir, &LoadOptions::default());
     assert_eq!(model.task(), Task::Classify);
-    let texts: Vec<Input> = r["texts"]
-        .as_array()
-        .expect("texts")
-        .iter()
-        .map(|t| Input::Text {
-            text: t.as_str().expect("text").to_string(),
-        })
+    let texts: Vec<Input> = strings(&r["texts"])
+        .into_iter()
+        .map(|text| Input::Text { text })
         .collect();
     for ((out, want), want_label) in model
         .run_batch(&texts)
@@ -283,12 +279,7 @@ fn roberta_classification_and_embeddings_match_pytorch_in_a_padded_batch() {
     let r = reference("tiny-roberta-classifier/reference.json");
     let spec = ModelSpec::detect_with(&dir, Some(Task::Embed)).expect("detect");
     let model = Model::load(spec, &LoadOptions::default()).expect("load");
-    let texts: Vec<String> = r["texts"]
-        .as_array()
-        .expect("texts")
-        .iter()
-        .map(|t| t.as_str().expect("text").to_string())
-        .collect();
+    let texts = strings(&r["texts"]);
     let got = embeddings(&model, &texts);
     for (i, (g, want)) in got
         .iter()

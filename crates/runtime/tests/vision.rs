@@ -3,7 +3,7 @@
 //! the pixel values) that transformers gave.
 
 mod fixtures;
-use fixtures::{floats, max_abs_diff};
+use fixtures::{floats, max_abs_diff, strings};
 
 use std::path::PathBuf;
 
@@ -237,12 +237,7 @@ fn clip_preprocessing_of_a_non_square_image_is_close_to_pytorch() {
 #[test]
 fn clip_tokenizer_gives_the_ids_pytorch_saw() {
     let r = reference("tiny-clip");
-    let texts: Vec<String> = r["texts"]
-        .as_array()
-        .expect("texts")
-        .iter()
-        .map(|t| t.as_str().expect("text").to_string())
-        .collect();
+    let texts = strings(&r["texts"]);
     let tok =
         TextTokenizer::from_file(&data("tiny-clip").join("tokenizer.json"), 32).expect("tokenizer");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -267,13 +262,9 @@ fn clip_embeddings_match_pytorch() {
     let r = reference("tiny-clip");
     let model = load("tiny-clip", Some(Task::Embed));
     assert_eq!(model.task(), Task::Embed);
-    let texts: Vec<Input> = r["texts"]
-        .as_array()
-        .expect("texts")
-        .iter()
-        .map(|t| Input::Text {
-            text: t.as_str().expect("text").to_string(),
-        })
+    let texts: Vec<Input> = strings(&r["texts"])
+        .into_iter()
+        .map(|text| Input::Text { text })
         .collect();
     let images: Vec<Input> = files(&r, "files")
         .iter()
@@ -315,12 +306,7 @@ fn clip_zero_shot_matches_pytorch() {
     let r = reference("tiny-clip");
     let model = load("tiny-clip", None);
     assert_eq!(model.task(), Task::ZeroShot);
-    let texts: Vec<String> = r["texts"]
-        .as_array()
-        .expect("texts")
-        .iter()
-        .map(|t| t.as_str().expect("text").to_string())
-        .collect();
+    let texts = strings(&r["texts"]);
     let inputs: Vec<Input> = files(&r, "files")
         .iter()
         .map(|f| Input::ImageTexts {
@@ -479,12 +465,7 @@ fn clip_pools_text_as_transformers_does() {
     // The fixture's <|endoftext|> has the largest id, as in CLIP's vocabulary, so both rules
     // give PyTorch's embeddings; pooling at another token does not.
     let r = reference("tiny-clip");
-    let texts: Vec<String> = r["texts"]
-        .as_array()
-        .expect("texts")
-        .iter()
-        .map(|t| t.as_str().expect("text").to_string())
-        .collect();
+    let texts = strings(&r["texts"]);
     let want = rows(&r["text_embeds"]);
     let legacy = edited_copy("tiny-clip", |v| v["text_config"]["eos_token_id"] = 2.into());
     for (got, want) in text_embeddings(legacy.path(), &texts).iter().zip(&want) {
