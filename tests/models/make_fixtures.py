@@ -68,9 +68,12 @@ def batch(tok, texts, pad_id=0):
     return torch.tensor(ids), torch.tensor(mask), [e.ids for e in enc]
 
 
-def classifier(name, config, model_cls, seed):
-    """A tiny random *ForSequenceClassification with MiniLM's uncased tokenizer and PyTorch's
-    logits on TEXTS (padded batch)."""
+def classifier(name, config, model_cls, seed, own_tokenizer=False, pad_id=0,
+               perturb=("LayerNorm", "layer_norm"), encoder=None):
+    """A tiny random *ForSequenceClassification and PyTorch's logits on TEXTS (one padded
+    batch). The tokenizer is MiniLM's uncased one unless `own_tokenizer` (then
+    out/tokenizer.json is already written). With `encoder` (the model's base module), also the
+    mean-pooled, normalised embeddings of its last hidden state."""
     out = DATA / name
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -78,14 +81,20 @@ def classifier(name, config, model_cls, seed):
     # Random init leaves norms at 1/0 and biases at 0; perturb them so the test sees them.
     with torch.no_grad():
         for pname, p in model.named_parameters():
-            if "LayerNorm" in pname or "layer_norm" in pname or pname.endswith("bias"):
+            if any(n in pname for n in perturb) or pname.endswith("bias"):
                 p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(out, safe_serialization=True)
-    shutil.copy(MODELS / "minilm/tokenizer.json", out / "tokenizer.json")
+    if not own_tokenizer:
+        shutil.copy(MODELS / "minilm/tokenizer.json", out / "tokenizer.json")
     tok = tokenizer(out / "tokenizer.json")
-    ids, mask, raw = batch(tok, TEXTS)
+    ids, mask, raw = batch(tok, TEXTS, pad_id=pad_id)
     with torch.inference_mode():
         logits = model(input_ids=ids, attention_mask=mask).logits
+        if encoder is not None:
+            hidden = encoder(model)(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask[..., None].float()
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            emb = torch.nn.functional.normalize(pooled, dim=-1)
     ref = {
         "torch": torch.__version__,
         "texts": TEXTS,
@@ -93,6 +102,8 @@ def classifier(name, config, model_cls, seed):
         "logits": [[float(f"{x:.7g}") for x in row] for row in logits.tolist()],
         "labels": [config.id2label[int(i)] for i in logits.argmax(-1)],
     }
+    if encoder is not None:
+        ref["embeddings"] = [[float(f"{x:.7g}") for x in row] for row in emb.tolist()]
     (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
     if (out / "generation_config.json").exists():
         os.remove(out / "generation_config.json")
@@ -296,7 +307,6 @@ def roberta():
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     tok.save(str(out / "tokenizer.json"))
     labels = ["negative", "positive"]
-    torch.manual_seed(13)
     config = RobertaConfig(
         vocab_size=tok.get_vocab_size(),
         hidden_size=16,
@@ -313,32 +323,9 @@ def roberta():
         label2id={l: i for i, l in enumerate(labels)},
         architectures=["RobertaForSequenceClassification"],
     )
-    model = RobertaForSequenceClassification(config).eval()
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if "LayerNorm" in pname or pname.endswith("bias") or "position" in pname:
-                p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(out, safe_serialization=True)
-    tok = tokenizer(out / "tokenizer.json")
-    ids, mask, raw = batch(tok, TEXTS, pad_id=1)
-    with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        hidden = model.roberta(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask[..., None].float()
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        emb = torch.nn.functional.normalize(pooled, dim=-1)
-    ref = {
-        "torch": torch.__version__,
-        "texts": TEXTS,
-        "input_ids": raw,
-        "logits": [[float(f"{x:.7g}") for x in row] for row in logits.tolist()],
-        "labels": [labels[int(i)] for i in logits.argmax(-1)],
-        "embeddings": [[float(f"{x:.7g}") for x in row] for row in emb.tolist()],
-    }
-    (out / "reference.json").write_text(json.dumps(ref, indent=1) + "\n")
-    if (out / "generation_config.json").exists():
-        os.remove(out / "generation_config.json")
-    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+    classifier("tiny-roberta-classifier", config, RobertaForSequenceClassification, 13,
+               own_tokenizer=True, pad_id=1, perturb=("LayerNorm", "position"),
+               encoder=lambda model: model.roberta)
 
 
 def smooth_image(w, h, seed):
