@@ -33,9 +33,16 @@ contract IPFSIncentives is AccessControl, Pausable, ReentrancyGuard {
     /// @notice Sum over epochs of `budget - claimed`: funds promised to unclaimed leaves.
     uint256 public totalReserved;
 
+    /// @notice Accounts that announced they pin a CID, by `keccak256(cid bytes)`.
+    mapping(bytes32 => mapping(address => bool)) public isPinning;
+    /// @notice How many accounts announce pinning a CID, by `keccak256(cid bytes)`.
+    mapping(bytes32 => uint256) public pinCount;
+
     event Funded(address indexed from, uint256 amount);
     event RootPosted(uint256 indexed epoch, bytes32 root, uint256 budget);
     event Claimed(uint256 indexed epoch, address indexed pinner, uint256 amount);
+    event PinAnnounced(bytes32 indexed cidHash, address indexed pinner, bytes cid);
+    event PinWithdrawn(bytes32 indexed cidHash, address indexed pinner);
 
     error ZeroRoot();
     error EpochAlreadyPosted(uint256 epoch);
@@ -45,6 +52,9 @@ contract IPFSIncentives is AccessControl, Pausable, ReentrancyGuard {
     error InvalidProof();
     error EpochBudgetExceeded(uint256 epoch, uint256 budget, uint256 claimed, uint256 amount);
     error TransferFailed(address to, uint256 amount);
+    error EmptyCid();
+    error AlreadyPinning(bytes32 cidHash, address pinner);
+    error NotPinning(bytes32 cidHash, address pinner);
 
     /// @param admin Gets `DEFAULT_ADMIN_ROLE`.
     /// @param publisher Gets `PUBLISHER_ROLE` unless it is the zero address.
@@ -88,6 +98,26 @@ contract IPFSIncentives is AccessControl, Pausable, ReentrancyGuard {
         emit Claimed(epoch, pinner, amount);
         (bool ok,) = pinner.call{value: amount}("");
         if (!ok) revert TransferFailed(pinner, amount);
+    }
+
+    /// @notice Announces that the caller keeps (pins) `cid` and serves it. Announcements are
+    /// claims, not proofs: the publisher checks availability before it rewards anyone, so an
+    /// announcement alone earns nothing. One per account and CID.
+    function announcePin(bytes calldata cid) external whenNotPaused {
+        if (cid.length == 0) revert EmptyCid();
+        bytes32 h = keccak256(cid);
+        if (isPinning[h][msg.sender]) revert AlreadyPinning(h, msg.sender);
+        isPinning[h][msg.sender] = true;
+        pinCount[h] += 1;
+        emit PinAnnounced(h, msg.sender, cid);
+    }
+
+    /// @notice Withdraws the caller's pin announcement for the CID hashing to `cidHash`.
+    function withdrawPin(bytes32 cidHash) external {
+        if (!isPinning[cidHash][msg.sender]) revert NotPinning(cidHash, msg.sender);
+        isPinning[cidHash][msg.sender] = false;
+        pinCount[cidHash] -= 1;
+        emit PinWithdrawn(cidHash, msg.sender);
     }
 
     /// @notice Stops posting and claiming.

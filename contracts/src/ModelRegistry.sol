@@ -149,6 +149,7 @@ contract ModelRegistry is AccessControl, Pausable, ReentrancyGuard {
         uint256 poolAmount,
         uint256 protocolAmount
     );
+    event InferenceRejected(uint256 indexed requestId, bytes32 indexed modelId, address indexed executor, string reason);
     event Refunded(uint256 indexed requestId, address indexed requester, uint256 amount);
     event Withdrawn(bytes32 indexed modelId, address indexed to, uint256 amount);
     event BalanceWithdrawn(address indexed account, uint256 amount);
@@ -338,6 +339,31 @@ contract ModelRegistry is AccessControl, Pausable, ReentrancyGuard {
         balanceOf[treasury] += toProtocol;
         emit InferenceFulfilled(requestId, modelId, msg.sender, outputHash, outputCid, receipt);
         emit FeeDistributed(requestId, toOwner, toExecutor, toPool, toProtocol);
+    }
+
+    /// @notice Turns a request down (its input cannot be run by the model: malformed, wrong kind,
+    /// too large) and returns the whole escrowed fee to the requester at once.
+    /// @dev An executor earns nothing by rejecting, so rejecting is no way to game fees; the
+    /// reason is recorded in the event for the requester.
+    function rejectInference(uint256 requestId, string calldata reason)
+        external
+        whenNotPaused
+        nonReentrant
+        onlyRole(EXECUTOR_ROLE)
+    {
+        Request storage r = _requests[requestId];
+        if (r.status != Status.Pending) {
+            if (r.status == Status.None) revert UnknownRequest(requestId);
+            revert RequestNotPending(requestId, r.status);
+        }
+        if (block.timestamp >= r.deadline) revert RequestExpired(requestId, r.deadline);
+        r.status = Status.Refunded;
+        r.executor = msg.sender;
+        uint256 amount = r.fee;
+        address requester = r.requester;
+        emit InferenceRejected(requestId, r.modelId, msg.sender, reason);
+        emit Refunded(requestId, requester, amount);
+        if (amount != 0) _send(requester, amount);
     }
 
     /// @notice Returns the escrowed fee of an unfulfilled request to its requester after the deadline.

@@ -548,3 +548,70 @@ fn role_events_and_unpause_when_running() {
     let d = chain.revert(admin(), c, Z, IPFSIncentives::unpauseCall {});
     assert!(matches!(incentives_error(&d), E::ExpectedPause(_)));
 }
+
+#[test]
+fn pin_announcements_count_each_account_once() {
+    use alloy_primitives::{Bytes, keccak256};
+    let (mut chain, c) = setup(0);
+    let cid = Bytes::from_static(b"\x01\x70\x12\x20model-root");
+    let h = keccak256(&cid);
+    let count = |chain: &mut Chain| chain.view(c, IPFSIncentives::pinCountCall(h));
+    assert_eq!(count(&mut chain), Z);
+    let announce = || IPFSIncentives::announcePinCall { cid: cid.clone() };
+
+    let (_, logs) = chain.ok(publisher(), c, Z, announce());
+    assert!(
+        matches!(&incentives_events(&logs)[..], [Ev::PinAnnounced(e)]
+            if e.cidHash == h && e.pinner == publisher() && e.cid == cid)
+    );
+    chain.ok(stranger(), c, Z, announce());
+    assert_eq!(count(&mut chain), u(2));
+    assert!(chain.view(
+        c,
+        IPFSIncentives::isPinningCall {
+            _0: h,
+            _1: stranger()
+        }
+    ));
+    assert!(!chain.view(c, IPFSIncentives::isPinningCall { _0: h, _1: admin() }));
+
+    // Announcing twice does not count twice.
+    let d = chain.revert(stranger(), c, Z, announce());
+    assert!(matches!(incentives_error(&d), E::AlreadyPinning(e) if e.pinner == stranger()));
+    let d = chain.revert(
+        stranger(),
+        c,
+        Z,
+        IPFSIncentives::announcePinCall { cid: Bytes::new() },
+    );
+    assert!(matches!(incentives_error(&d), E::EmptyCid(_)));
+
+    let (_, logs) = chain.ok(
+        stranger(),
+        c,
+        Z,
+        IPFSIncentives::withdrawPinCall { cidHash: h },
+    );
+    assert!(
+        matches!(&incentives_events(&logs)[..], [Ev::PinWithdrawn(e)] if e.cidHash == h && e.pinner == stranger())
+    );
+    assert_eq!(count(&mut chain), u(1));
+    let d = chain.revert(
+        stranger(),
+        c,
+        Z,
+        IPFSIncentives::withdrawPinCall { cidHash: h },
+    );
+    assert!(matches!(incentives_error(&d), E::NotPinning(_)));
+    // Pausing stops new announcements; withdrawing still works.
+    chain.ok(admin(), c, Z, IPFSIncentives::pauseCall {});
+    let d = chain.revert(admin(), c, Z, announce());
+    assert!(matches!(incentives_error(&d), E::EnforcedPause(_)));
+    chain.ok(
+        publisher(),
+        c,
+        Z,
+        IPFSIncentives::withdrawPinCall { cidHash: h },
+    );
+    assert_eq!(count(&mut chain), Z);
+}

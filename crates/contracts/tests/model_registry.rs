@@ -1414,3 +1414,68 @@ fn renounce_needs_confirmation() {
         E::AccessControlBadConfirmation(_)
     ));
 }
+
+#[test]
+fn executors_reject_unrunnable_requests_with_a_full_refund() {
+    let (mut chain, registry) = setup();
+    let id = register(&mut chain, registry, b"picky", 5000, false);
+    let rid = request(&mut chain, registry, user(), id, 5000);
+    let reject = |rid: U256| ModelRegistry::rejectInferenceCall {
+        requestId: rid,
+        reason: "input 0: not a WAV file".into(),
+    };
+    // Only executors reject.
+    let d = chain.revert(user(), registry, Z, reject(rid));
+    assert!(unauthorized(&d), "{}", describe(&d));
+    let d = chain.revert(owner(), registry, Z, reject(rid));
+    assert!(unauthorized(&d), "{}", describe(&d));
+
+    let before = chain.balance(user());
+    let (_, logs) = chain.ok(executor(), registry, Z, reject(rid));
+    let evs = registry_events(&logs);
+    assert!(
+        matches!(&evs[..], [Ev::InferenceRejected(r), Ev::Refunded(f)]
+            if r.requestId == rid && r.modelId == id && r.executor == executor()
+                && r.reason == "input 0: not a WAV file"
+                && f.requester == user() && f.amount == U256::from(5000)),
+        "{evs:?}"
+    );
+    assert_eq!(chain.balance(user()) - before, U256::from(5000));
+    let r = chain.view(registry, ModelRegistry::getRequestCall { requestId: rid });
+    assert_eq!((r.status, r.executor), (REFUNDED, executor()));
+    // Nobody earned anything.
+    assert_eq!(
+        chain
+            .view(registry, ModelRegistry::getModelCall { modelId: id })
+            .revenue,
+        Z
+    );
+    assert_eq!(
+        chain.view(registry, ModelRegistry::balanceOfCall(executor())),
+        Z
+    );
+
+    // Settled requests cannot be rejected, fulfilled or refunded again.
+    let d = chain.revert(executor(), registry, Z, reject(rid));
+    assert!(matches!(registry_error(&d), E::RequestNotPending(e) if e.status == REFUNDED));
+    let d = chain.revert(executor(), registry, Z, fulfil_call(rid));
+    assert!(matches!(registry_error(&d), E::RequestNotPending(_)));
+    let d = chain.revert(executor(), registry, Z, reject(U256::from(99)));
+    assert!(matches!(registry_error(&d), E::UnknownRequest(_)));
+    // A fulfilled request cannot be rejected.
+    let rid = request(&mut chain, registry, user(), id, 5000);
+    chain.ok(executor(), registry, Z, fulfil_call(rid));
+    let d = chain.revert(executor(), registry, Z, reject(rid));
+    assert!(matches!(registry_error(&d), E::RequestNotPending(e) if e.status == FULFILLED));
+    // Past the deadline only the requester's refund remains.
+    let rid = request(&mut chain, registry, user(), id, 5000);
+    chain.warp(3600);
+    let d = chain.revert(executor(), registry, Z, reject(rid));
+    assert!(matches!(registry_error(&d), E::RequestExpired(_)));
+    assert_eq!(
+        chain
+            .view(registry, ModelRegistry::getRequestCall { requestId: rid })
+            .status,
+        PENDING
+    );
+}
