@@ -2,7 +2,7 @@
 //! their fixed addresses.
 
 use alloy_primitives::{Address, Bytes};
-use alloy_sol_types::SolConstructor;
+use alloy_sol_types::{SolCall, SolConstructor};
 use lattice_contracts::{IPFSIncentives, ModelRegistry};
 use lattice_evm::{DEV_ACCOUNTS, Genesis, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS};
 
@@ -15,15 +15,26 @@ pub const DEV_CHAIN_ID: u64 = 31337;
 /// [`MODEL_REGISTRY_ADDRESS`] and `IPFSIncentives` at
 /// [`IPFS_INCENTIVES_ADDRESS`], both administered by dev account 0, which is
 /// also the registry's treasury and the incentives' root publisher; the
-/// registry's pinning pool is the incentives contract.
+/// registry's pinning pool is the incentives contract. Dev account
+/// [`DEV_EXECUTOR`] holds the registry's `EXECUTOR_ROLE` (the dev node's
+/// executor signs with it).
 pub fn dev_genesis(chain_id: u64, gas_limit: u64) -> Genesis {
     let admin = DEV_ACCOUNTS[0].address;
     let mut genesis = Genesis::dev(chain_id);
     genesis.gas_limit = gas_limit;
+    let grant = ModelRegistry::grantRoleCall {
+        role: lattice_contracts::EXECUTOR_ROLE,
+        account: DEV_ACCOUNTS[DEV_EXECUTOR].address,
+    };
     genesis
         .with_deployment(MODEL_REGISTRY_ADDRESS, registry_init_code(admin, admin))
         .with_deployment(IPFS_INCENTIVES_ADDRESS, incentives_init_code(admin, admin))
+        .with_call(admin, MODEL_REGISTRY_ADDRESS, grant.abi_encode().into())
 }
+
+/// Index in [`DEV_ACCOUNTS`] of the dev chain's executor (the last account, so that the
+/// ones tools use first stay plain users).
+pub const DEV_EXECUTOR: usize = 9;
 
 /// `ModelRegistry` creation code with its constructor arguments.
 pub fn registry_init_code(admin: Address, treasury: Address) -> Bytes {

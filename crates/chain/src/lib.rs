@@ -36,7 +36,9 @@ mod pool;
 mod store;
 
 pub use error::{ChainError, PoolError, VerifyError};
-pub use genesis::{DEV_CHAIN_ID, dev_genesis, incentives_init_code, registry_init_code};
+pub use genesis::{
+    DEV_CHAIN_ID, DEV_EXECUTOR, dev_genesis, incentives_init_code, registry_init_code,
+};
 pub use node::{NewBlock, Node, NodeConfig, PendingTx};
 pub use pool::{Inserted, Pool, PoolConfig, PoolStatus, PooledTx, intrinsic_gas};
 pub use store::{BlockRecord, LogFilter, LogRecord, ReceiptRecord, TxRecord};

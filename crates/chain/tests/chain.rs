@@ -690,3 +690,32 @@ fn an_unaffordable_transaction_leaves_the_pool_and_its_successors_wait_queued() 
     let s = node.pool_status();
     assert_eq!((s.pending, s.queued), (0, 1));
 }
+
+#[test]
+fn dev_genesis_makes_the_dev_executor_an_executor_and_nobody_else() {
+    use alloy_sol_types::SolCall;
+    use lattice_chain::DEV_EXECUTOR;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = open(dir.path(), NodeConfig::dev());
+    let has_role = |account| {
+        let req = lattice_evm::CallRequest {
+            to: Some(lattice_evm::MODEL_REGISTRY_ADDRESS),
+            input: ModelRegistry::hasRoleCall {
+                role: lattice_contracts::EXECUTOR_ROLE,
+                account,
+            }
+            .abi_encode()
+            .into(),
+            ..Default::default()
+        };
+        match node.call_at(None, &req, &Default::default()).expect("call") {
+            lattice_evm::CallOutcome::Success { output, .. } => {
+                ModelRegistry::hasRoleCall::abi_decode_returns(&output).expect("bool")
+            }
+            other => panic!("hasRole failed: {other:?}"),
+        }
+    };
+    for (i, a) in DEV_ACCOUNTS.iter().enumerate() {
+        assert_eq!(has_role(a.address), i == DEV_EXECUTOR, "dev account {i}");
+    }
+}

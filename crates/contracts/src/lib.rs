@@ -91,6 +91,11 @@ pub const ARTIFACTS: [Artifact; 3] = [
     },
 ];
 
+/// `ModelRegistry.EXECUTOR_ROLE`: `keccak256("EXECUTOR_ROLE")`, held by accounts that may
+/// fulfil or reject inference requests.
+pub const EXECUTOR_ROLE: B256 =
+    alloy_primitives::b256!("0xd8aa0f3194971a2a116679f7c2090f6939c8d4e01a2a8d7e41d55e5351469e63");
+
 /// A model's id in `ModelRegistry`: `keccak256` of its (first version's) root CID bytes.
 pub fn model_id(root_cid: &[u8]) -> B256 {
     keccak256(root_cid)
@@ -111,4 +116,14 @@ pub fn hash_pair(a: B256, b: B256) -> B256 {
     buf[..32].copy_from_slice(lo.as_slice());
     buf[32..].copy_from_slice(hi.as_slice());
     keccak256(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executor_role_is_the_hash_of_its_name() {
+        assert_eq!(EXECUTOR_ROLE, keccak256("EXECUTOR_ROLE"));
+    }
 }

@@ -63,6 +63,20 @@ pub struct Deployment {
     pub init_code: Bytes,
 }
 
+/// A call made at genesis, after the deployments: `input` sent to `to` as if by `from`
+/// (no value, no gas charged, `from`'s nonce untouched), e.g. an admin granting a role. It
+/// must succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenesisCall {
+    /// The caller (`msg.sender`).
+    pub from: Address,
+    /// The contract called.
+    pub to: Address,
+    /// Calldata.
+    pub input: Bytes,
+}
+
 /// The chain's first block and state. Reads geth's genesis JSON (`config.chainId`,
 /// `gasLimit`, `baseFeePerGas`, `timestamp`, `extraData`, `coinbase`,
 /// `alloc`); Lattice adds `deployments`.
@@ -92,6 +106,9 @@ pub struct Genesis {
     /// System contracts run at genesis, in order.
     #[serde(default)]
     pub deployments: Vec<Deployment>,
+    /// Calls made after the deployments, in order.
+    #[serde(default)]
+    pub calls: Vec<GenesisCall>,
 }
 
 /// The part of geth's `config` Lattice reads.
@@ -139,7 +156,14 @@ impl Genesis {
             coinbase: Address::ZERO,
             alloc,
             deployments: Vec::new(),
+            calls: Vec::new(),
         }
+    }
+
+    /// Adds a call to make at genesis after the deployments (see [`GenesisCall`]).
+    pub fn with_call(mut self, from: Address, to: Address, input: Bytes) -> Self {
+        self.calls.push(GenesisCall { from, to, input });
+        self
     }
 
     /// Adds a contract to run at genesis (see [`Deployment`]).
@@ -220,6 +244,9 @@ impl StateDb {
             }
             db = deploy(db, deployment, genesis.config.chain_id, block.clone())?;
         }
+        for call in &genesis.calls {
+            db = genesis_call(db, call, genesis.config.chain_id, block.clone())?;
+        }
         let CacheDB {
             cache,
             db: snapshot,
@@ -285,6 +312,28 @@ fn deploy(
     account.info.nonce = 1;
     account.account_state = AccountState::StorageCleared;
     Ok(db)
+}
+
+fn genesis_call(
+    db: CacheDB<crate::db::StateSnapshot>,
+    call: &GenesisCall,
+    chain_id: u64,
+    block: BlockEnv,
+) -> Result<CacheDB<crate::db::StateSnapshot>, GenesisError> {
+    let mut evm = build_evm(db, chain_id, block, LatticePrecompiles::new());
+    let result = evm.system_call_with_caller_commit(call.from, call.to, call.input.clone());
+    let db = into_db(evm);
+    match result {
+        Ok(ExecutionResult::Success { .. }) => Ok(db),
+        Ok(other) => Err(GenesisError::Deployment {
+            address: call.to,
+            reason: format!("genesis call from {}: {other:?}", call.from),
+        }),
+        Err(e) => Err(GenesisError::Deployment {
+            address: call.to,
+            reason: format!("genesis call from {}: {e}", call.from),
+        }),
+    }
 }
 
 #[derive(Deserialize)]

@@ -87,7 +87,8 @@ pub use execute::{
     execute_block_with, execute_recovered,
 };
 pub use genesis::{
-    ChainConfig, Deployment, Genesis, GenesisAlloc, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS,
+    ChainConfig, Deployment, Genesis, GenesisAlloc, GenesisCall, IPFS_INCENTIVES_ADDRESS,
+    MODEL_REGISTRY_ADDRESS,
 };
 pub use precompile::{
     LATTICE_PRECOMPILE_FIRST, LATTICE_PRECOMPILE_LAST, LatticePrecompileFn, LatticePrecompiles,
