@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use lattice_runtime::model::LoadOptions;
-use lattice_runtime::{Family, GenerateParams, Input, Model, ModelSpec, Output, Task};
+use lattice_runtime::{GenerateParams, Model, ModelSpec, Output, Request, Task};
 
 use crate::Ctx;
 
@@ -206,65 +206,18 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
         seed: a.seed,
         stop: a.stop.clone(),
     };
-    // Images: what image classifiers and zero-shot models take, and CLIP embeds (--file).
-    let image_file = matches!(model.task(), Task::ClassifyImage | Task::ZeroShot)
-        || model.spec().family == Family::Clip;
-    if a.file.is_some() && !a.input.is_empty() && model.task() != Task::ZeroShot {
-        bail!("pass --input or --file, not both (only zero-shot models take an image and texts)");
-    }
-    let read_image = |f: &PathBuf| std::fs::read(f).with_context(|| f.display().to_string());
-    let texts: Vec<String> = match &a.file {
-        Some(f) if !image_file && model.task() != Task::Transcribe => vec![
-            std::fs::read_to_string(f)
-                .with_context(|| format!("{}: not readable as UTF-8 text", f.display()))?,
-        ],
-        _ => a.input.clone(),
+    let request = Request {
+        inputs: a.input.clone(),
+        file: a
+            .file
+            .as_ref()
+            .map(|f| std::fs::read(f).with_context(|| f.display().to_string()))
+            .transpose()?,
+        task,
+        params,
+        chat: a.chat,
     };
-    let inputs: Vec<Input> = match model.task() {
-        Task::ClassifyImage => {
-            let Some(f) = &a.file else {
-                bail!("this model classifies images: pass --file IMAGE");
-            };
-            vec![Input::Image {
-                bytes: std::fs::read(f).with_context(|| f.display().to_string())?,
-            }]
-        }
-        Task::ZeroShot => {
-            let Some(f) = &a.file else {
-                bail!("this model scores an image against texts: pass --file IMAGE --input TEXT …");
-            };
-            if texts.is_empty() {
-                bail!("pass the candidate labels as --input TEXT (one per label)");
-            }
-            vec![Input::ImageTexts {
-                bytes: read_image(f)?,
-                texts,
-            }]
-        }
-        Task::Transcribe => {
-            let Some(f) = &a.file else {
-                bail!("this model transcribes speech: pass --file WAV");
-            };
-            vec![Input::Audio {
-                bytes: std::fs::read(f).with_context(|| f.display().to_string())?,
-            }]
-        }
-        Task::Generate => texts
-            .into_iter()
-            .map(|text| Input::Prompt {
-                text,
-                params: params.clone(),
-                chat: a.chat,
-            })
-            .collect(),
-        Task::Embed | Task::Classify => match a.file.as_ref().filter(|_| image_file) {
-            // CLIP embeds an image given as --file.
-            Some(f) => vec![Input::Image {
-                bytes: read_image(f)?,
-            }],
-            None => texts.into_iter().map(|text| Input::Text { text }).collect(),
-        },
-    };
+    let inputs = request.inputs_for(model.task(), model.spec().family)?;
     let t = Instant::now();
     let results = model.run_batch(&inputs);
     let run_ms = t.elapsed().as_secs_f64() * 1e3;

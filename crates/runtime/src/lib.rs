@@ -4,7 +4,8 @@
 //! ([`device`]), tokenization ([`text`]), the model implementations (BERT-family encoders on
 //! candle in [`encoder`], GPT-2 in [`gpt2`], GGUF llama decoders in [`llama`], ONNX graphs in [`onnx`]), image
 //! preprocessing ([`vision`]), Whisper speech-to-text ([`whisper`], audio in [`audio`]), the byte-bounded cache of loaded models ([`cache`]) and dynamic
-//! batching ([`batch`]), joined in [`serve::Runtime`].
+//! batching ([`batch`]), joined in [`serve::Runtime`]; the wire form of a request and the
+//! canonical bytes of its outputs ([`request`]).
 //!
 //! Vision families on candle besides ViT: ResNet in [`resnet`], CLIP in [`clip`].
 //!
@@ -29,6 +30,7 @@ pub mod kernels;
 pub mod llama;
 pub mod model;
 pub mod onnx;
+pub mod request;
 pub mod resnet;
 pub mod serve;
 pub mod spec;
@@ -40,5 +42,6 @@ pub use device::{Backend, DeviceChoice};
 pub use error::{Result, RuntimeError};
 pub use generate::{GenerateParams, Generation, StopReason};
 pub use model::{Input, Label, LoadOptions, Model, Output};
+pub use request::{Request, outputs_document, parse_outputs};
 pub use serve::{Runtime, RuntimeConfig};
 pub use spec::{Family, Format, ModelSpec, Task};
