@@ -86,14 +86,15 @@ impl Request {
                 "pass texts or a file, not both (only zero-shot models take an image and texts)",
             );
         }
-        let texts: Vec<String> = match &self.file {
-            Some(f) if !image_file && task != Task::Transcribe => {
-                vec![String::from_utf8(f.clone()).map_err(|_| {
-                    RuntimeError::InvalidInput("the file is not UTF-8 text".into())
-                })?]
-            }
-            _ => self.inputs.clone(),
-        };
+        let texts: Vec<String> =
+            match &self.file {
+                Some(f) if !image_file && task != Task::Transcribe => {
+                    vec![String::from_utf8(f.clone()).map_err(|_| {
+                        RuntimeError::InvalidInput("the file is not UTF-8 text".into())
+                    })?]
+                }
+                _ => self.inputs.clone(),
+            };
         let inputs = match task {
             Task::ClassifyImage => {
                 let Some(f) = &self.file else {
@@ -103,7 +104,9 @@ impl Request {
             }
             Task::ZeroShot => {
                 let Some(f) = &self.file else {
-                    return bad("this model scores an image against texts: pass an image file and the texts");
+                    return bad(
+                        "this model scores an image against texts: pass an image file and the texts",
+                    );
                 };
                 if texts.is_empty() {
                     return bad("pass the candidate labels as texts (one per label)");
@@ -220,7 +223,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            text_file.inputs_for(Task::Classify, Family::Bert).expect("text file"),
+            text_file
+                .inputs_for(Task::Classify, Family::Bert)
+                .expect("text file"),
             vec![Input::Text {
                 text: "from a file".into()
             }]

@@ -94,6 +94,11 @@ impl Runtime {
         })
     }
 
+    /// Whether the model in `dir` (for its own task) is loaded now.
+    pub fn is_loaded(&self, dir: &Path) -> bool {
+        self.cache.get(&(dir.to_path_buf(), None)).is_some()
+    }
+
     /// Cache counters.
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()

@@ -1,0 +1,915 @@
+//! [`Executor`]: watches `InferenceRequested`, runs the request, posts the answer.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::eip2718::Encodable2718;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use alloy_sol_types::{SolCall, SolEvent};
+use cid::Cid;
+use lattice_chain::{LogFilter, NewBlock, Node};
+use lattice_contracts::ModelRegistry;
+use lattice_evm::{CallError, CallRequest, MODEL_REGISTRY_ADDRESS};
+use lattice_fetch::{FetchOptions, Source};
+use lattice_runtime::{LoadOptions, Output, Request, Runtime, RuntimeConfig, Task};
+use lattice_store::Store;
+use serde::Serialize;
+use tokio::sync::{Semaphore, broadcast};
+
+use crate::content::{self, OutputLocation};
+use crate::error::ExecutorError;
+use crate::receipt::{InferenceReceipt, SignedReceipt};
+use crate::registry::{self, ModelView, status};
+
+/// How an executor runs.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// The executor account's secret key (it must hold `EXECUTOR_ROLE` to be paid).
+    pub key: B256,
+    /// Where missing model blocks and request documents are fetched from (gateways or Kubo
+    /// RPC endpoints), each block checked on arrival.
+    pub peers: Vec<Source>,
+    /// Where model folders are laid out for the runtime (`<datadir>/models`).
+    pub models_dir: PathBuf,
+    /// Bytes of loaded weights kept in memory (least recently used models are dropped).
+    pub cache_bytes: u64,
+    /// Requests at most this many blocks old that are still pending are picked up at start.
+    pub lookback: u64,
+    /// Requests run at once.
+    pub concurrency: usize,
+    /// Tip per gas of the executor's transactions (wei).
+    pub tip: u128,
+}
+
+impl ExecutorConfig {
+    /// Defaults: no peers, a 10 GB model cache, a 10,000-block look back, 4 requests at once,
+    /// a 1 gwei tip.
+    pub fn new(key: B256, models_dir: PathBuf) -> Self {
+        Self {
+            key,
+            peers: Vec::new(),
+            models_dir,
+            cache_bytes: lattice_runtime::cache::DEFAULT_CACHE_BYTES,
+            lookback: 10_000,
+            concurrency: 4,
+            tip: 1_000_000_000,
+        }
+    }
+}
+
+/// One request's outcome as a caller sees it (`lattice_getReceipt`, `lattice_infer`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    /// The registry's request id (0 for a free call answered off chain).
+    pub request_id: U256,
+    /// `pending`, `fulfilled`, `refunded` (`rejected` when an executor turned it down), or
+    /// `answered` (a free call).
+    pub status: String,
+    /// The model.
+    pub model_id: B256,
+    /// The requester (zero for a free call).
+    pub requester: Address,
+    /// Fee escrowed (wei).
+    pub fee: U256,
+    /// The outputs, one per input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<Output>>,
+    /// sha256 of the canonical outputs document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_hash: Option<B256>,
+    /// The signed receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<SignedReceipt>,
+    /// The fulfilment (or rejection) transaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx: Option<B256>,
+    /// Why it was rejected, or what went wrong on this node while it is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What running a request on a model produced.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// The outputs, one per input.
+    pub outputs: Vec<Output>,
+    /// The canonical outputs document.
+    pub document: Vec<u8>,
+    /// Its sha256.
+    pub output_hash: B256,
+    /// The runtime that ran it (for the receipt).
+    pub runtime: String,
+}
+
+/// The inference side of a node (see the crate docs).
+pub struct Executor {
+    node: Arc<Node>,
+    store: Arc<Store>,
+    runtime: Arc<Runtime>,
+    config: ExecutorConfig,
+    address: Address,
+    chain_id: u64,
+    /// Model folders laid out (checked) by this process, by root CID.
+    folders: Mutex<HashMap<Cid, PathBuf>>,
+    /// One transaction at a time, so nonces follow each other.
+    send: Mutex<()>,
+    /// Requests being worked on.
+    in_flight: Mutex<HashSet<U256>>,
+    /// Why a request this node saw is still pending (a model it could not get, …).
+    failures: Mutex<HashMap<U256, String>>,
+    permits: Semaphore,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("address", &self.address)
+            .field("chain_id", &self.chain_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor {
+    /// An executor of `node` keeping models and outputs in `store`.
+    pub fn new(
+        node: Arc<Node>,
+        store: Arc<Store>,
+        config: ExecutorConfig,
+    ) -> Result<Arc<Self>, ExecutorError> {
+        let address = alloy_consensus::crypto::secp256k1::sign_message(config.key, B256::ZERO)
+            .ok()
+            .and_then(|sig| {
+                alloy_consensus::crypto::secp256k1::recover_signer(&sig, B256::ZERO).ok()
+            })
+            .ok_or_else(|| ExecutorError::Key("not a valid secp256k1 secret key".into()))?;
+        let chain_id = node.chain_id()?;
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_bytes: config.cache_bytes,
+            load: LoadOptions {
+                // Receipts promise that re-running gives the same bytes.
+                deterministic: true,
+                ..LoadOptions::default()
+            },
+            ..RuntimeConfig::default()
+        });
+        Ok(Arc::new(Self {
+            node,
+            store,
+            runtime: Arc::new(runtime),
+            permits: Semaphore::new(config.concurrency.max(1)),
+            config,
+            address,
+            chain_id,
+            folders: Mutex::new(HashMap::new()),
+            send: Mutex::new(()),
+            in_flight: Mutex::new(HashSet::new()),
+            failures: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The executor's account.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The chain's id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The peers blocks are fetched from.
+    pub fn peers(&self) -> &[Source] {
+        &self.config.peers
+    }
+
+    /// Model cache counters.
+    pub fn cache_stats(&self) -> lattice_runtime::cache::CacheStats {
+        self.runtime.cache_stats()
+    }
+
+    /// Watches the chain for inference requests and answers them, until the node stops
+    /// announcing blocks. Requests still pending from the last
+    /// [`ExecutorConfig::lookback`] blocks are picked up first.
+    pub async fn run(self: Arc<Self>) {
+        let mut blocks = self.node.subscribe();
+        match self.is_executor() {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                executor = %self.address,
+                "this account does not hold EXECUTOR_ROLE: its fulfilments will revert until the registry admin grants it"
+            ),
+            Err(e) => tracing::warn!(error = %e, "checking EXECUTOR_ROLE"),
+        }
+        let mut last = match self.node.head() {
+            Ok(h) => h.number,
+            Err(e) => {
+                tracing::error!(error = %e, "executor: reading the head");
+                return;
+            }
+        };
+        self.scan(last.saturating_sub(self.config.lookback), last);
+        loop {
+            match blocks.recv().await {
+                Ok(block) => {
+                    last = block.header.number;
+                    self.on_block(&block);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let head = self.node.head().map(|h| h.number).unwrap_or(last);
+                    self.scan(last + 1, head);
+                    last = head;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn is_executor(&self) -> Result<bool, ExecutorError> {
+        registry::is_executor(&self.node, self.address)
+    }
+
+    /// Requests in blocks `from..=to` (through the log index).
+    fn scan(self: &Arc<Self>, from: u64, to: u64) {
+        if from > to {
+            return;
+        }
+        let filter = LogFilter {
+            from,
+            to,
+            addresses: vec![MODEL_REGISTRY_ADDRESS],
+            topics: [
+                Some(vec![ModelRegistry::InferenceRequested::SIGNATURE_HASH]),
+                None,
+                None,
+                None,
+            ],
+        };
+        match self.node.logs(&filter, 100_000) {
+            Ok(Ok(logs)) => {
+                for l in logs {
+                    self.on_log(&l.log, l.block_number, l.block_hash);
+                }
+            }
+            Ok(Err(limit)) => tracing::warn!(limit, "too many pending-request logs to scan"),
+            Err(e) => tracing::error!(error = %e, "executor: scanning for requests"),
+        }
+    }
+
+    fn on_block(self: &Arc<Self>, block: &NewBlock) {
+        for l in &block.logs {
+            self.on_log(&l.log, block.header.number, block.hash);
+        }
+    }
+
+    fn on_log(self: &Arc<Self>, log: &alloy_primitives::Log, number: u64, hash: B256) {
+        if log.address != MODEL_REGISTRY_ADDRESS
+            || log.topics().first() != Some(&ModelRegistry::InferenceRequested::SIGNATURE_HASH)
+        {
+            return;
+        }
+        let Ok(ev) = ModelRegistry::InferenceRequested::decode_log_data(&log.data) else {
+            return;
+        };
+        let id = ev.requestId;
+        if !lock(&self.in_flight).insert(id) {
+            return;
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let _permit = this.permits.acquire().await;
+            let result = this.handle(&ev, number, hash).await;
+            match result {
+                Ok(()) => {
+                    lock(&this.failures).remove(&id);
+                }
+                Err(e) => {
+                    tracing::warn!(request = %id, error = %e, "inference request not answered");
+                    lock(&this.failures).insert(id, e.to_string());
+                }
+            }
+            lock(&this.in_flight).remove(&id);
+        });
+    }
+
+    /// Runs one pending request and posts its fulfilment (or its rejection).
+    async fn handle(
+        self: &Arc<Self>,
+        ev: &ModelRegistry::InferenceRequested,
+        number: u64,
+        block_hash: B256,
+    ) -> Result<(), ExecutorError> {
+        let id = ev.requestId;
+        let req = registry::get_request(&self.node, id)?;
+        if req.status != status::PENDING {
+            return Ok(());
+        }
+        // The version current when the request was made.
+        let model = registry::get_model_at(&self.node, ev.modelId, Some(number))?
+            .ok_or_else(|| ExecutorError::UnknownModel(format!("model {} is gone", ev.modelId)))?;
+        let document = match self.request_document(ev.inputHash).await {
+            Ok(d) => d,
+            Err(e @ ExecutorError::Fetch { .. }) => {
+                return self.reject(id, &e.to_string()).map(drop);
+            }
+            Err(e) => return Err(e),
+        };
+        let root = root_cid(&model)?;
+        let executed = match self.execute(&model, &root, &document).await {
+            Ok(x) => x,
+            Err(ExecutorError::BadRequest(reason)) => return self.reject(id, &reason).map(drop),
+            Err(e) => return Err(e),
+        };
+        let receipt = self.receipt(
+            &model,
+            &root,
+            id,
+            ev.inputHash,
+            &executed,
+            number,
+            block_hash,
+        )?;
+        let call = ModelRegistry::fulfillInferenceCall {
+            requestId: id,
+            outputHash: executed.output_hash,
+            outputCid: receipt.receipt.outputCid.clone(),
+            receipt: receipt.to_abi(),
+        };
+        let tx = self.send("fulfillInference", call.abi_encode())?;
+        tracing::info!(request = %id, model = %model.name, %tx, "inference fulfilled");
+        Ok(())
+    }
+
+    /// Turns request `id` down on chain (full refund) with `reason`.
+    fn reject(&self, id: U256, reason: &str) -> Result<B256, ExecutorError> {
+        // Keep the reason short: it is stored in a log.
+        let reason: String = reason.chars().take(500).collect();
+        let call = ModelRegistry::rejectInferenceCall {
+            requestId: id,
+            reason: reason.clone(),
+        };
+        let tx = self.send("rejectInference", call.abi_encode())?;
+        tracing::info!(request = %id, %tx, reason, "inference request rejected");
+        Ok(tx)
+    }
+
+    /// Runs `document` on `model` (version `root`): fetches what is missing, checks every
+    /// block, loads through the cache. [`ExecutorError::BadRequest`] is the request's fault.
+    pub async fn execute(
+        self: &Arc<Self>,
+        model: &ModelView,
+        root: &Cid,
+        document: &[u8],
+    ) -> Result<Executed, ExecutorError> {
+        let request =
+            Request::from_bytes(document).map_err(|e| ExecutorError::BadRequest(e.to_string()))?;
+        let dir = self.model_folder(root).await?;
+        let this = Arc::clone(self);
+        let name = model.name.clone();
+        tokio::task::spawn_blocking(move || this.run_blocking(&name, dir, request))
+            .await
+            .map_err(|e| ExecutorError::Runtime(format!("the run panicked: {e}")))?
+    }
+
+    fn run_blocking(
+        &self,
+        name: &str,
+        dir: PathBuf,
+        request: Request,
+    ) -> Result<Executed, ExecutorError> {
+        let served = self
+            .runtime
+            .model(&dir, None)
+            .map_err(|e| ExecutorError::Runtime(format!("loading {name}: {e}")))?;
+        // The cache key: `None` for the model's own task, so it is loaded once.
+        let key_task: Option<Task> = request.task.filter(|t| *t != served.model.task());
+        let (task, served) = match key_task {
+            Some(t) => (
+                t,
+                self.runtime
+                    .model(&dir, Some(t))
+                    .map_err(|e| ExecutorError::BadRequest(format!("task {t}: {e}")))?,
+            ),
+            None => (served.model.task(), served),
+        };
+        let inputs = request
+            .inputs_for(task, served.model.spec().family)
+            .map_err(|e| ExecutorError::BadRequest(e.to_string()))?;
+        let mut outputs = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.into_iter().enumerate() {
+            let out = self
+                .runtime
+                .run(&dir, key_task, input)
+                .map_err(|e| ExecutorError::BadRequest(format!("input {i}: {e}")))?;
+            outputs.push(out);
+        }
+        let document = lattice_runtime::outputs_document(&outputs);
+        Ok(Executed {
+            output_hash: content::sha256(&document),
+            document,
+            outputs,
+            runtime: runtime_name(&served.model.describe()),
+        })
+    }
+
+    /// The folder of model version `root`, laid out (every block checked) unless this process
+    /// already did and the model is still loaded; missing or corrupt blocks are fetched from
+    /// the peers first.
+    async fn model_folder(&self, root: &Cid) -> Result<PathBuf, ExecutorError> {
+        if let Some(dir) = lock(&self.folders).get(root).cloned()
+            && self.runtime.is_loaded(&dir)
+        {
+            return Ok(dir);
+        }
+        let first = {
+            let (store, root, models) = (
+                Arc::clone(&self.store),
+                *root,
+                self.config.models_dir.clone(),
+            );
+            tokio::task::spawn_blocking(move || crate::folder::model_dir(&store, &root, &models))
+                .await
+                .map_err(|e| ExecutorError::Store(e.to_string()))?
+        };
+        let dir = match first {
+            Ok(dir) => dir,
+            Err(local) if !self.config.peers.is_empty() => {
+                tracing::info!(%root, error = %local, "model not complete here: fetching from peers");
+                self.fetch(root, true)
+                    .await
+                    .map_err(|e| ExecutorError::Fetch {
+                        what: format!("model {root}"),
+                        reason: format!("{e} (locally: {local})"),
+                    })?;
+                let (store, root, models) = (
+                    Arc::clone(&self.store),
+                    *root,
+                    self.config.models_dir.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    crate::folder::model_dir(&store, &root, &models)
+                })
+                .await
+                .map_err(|e| ExecutorError::Store(e.to_string()))??
+            }
+            Err(local) => return Err(local),
+        };
+        lock(&self.folders).insert(*root, dir.clone());
+        Ok(dir)
+    }
+
+    async fn fetch(&self, cid: &Cid, materialize: bool) -> Result<(), ExecutorError> {
+        let opts = FetchOptions {
+            materialize,
+            attempts: 3,
+            timeout: Duration::from_secs(60),
+            ..FetchOptions::default()
+        };
+        lattice_fetch::fetch(
+            Arc::clone(&self.store),
+            *cid,
+            &self.config.peers,
+            &opts,
+            &|_| {},
+        )
+        .await
+        .map(drop)
+        .map_err(|e| ExecutorError::Fetch {
+            what: cid.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The request document committed to by `input_hash`: from the store, else the peers.
+    pub async fn request_document(&self, input_hash: B256) -> Result<Vec<u8>, ExecutorError> {
+        let cid = content::raw_cid(input_hash);
+        if !self.store.has(&cid)? {
+            if self.config.peers.is_empty() {
+                return Err(ExecutorError::Fetch {
+                    what: format!("request document {cid}"),
+                    reason: "not on this node and no peers to ask (send it with lattice_putRequest or lattice_infer)".into(),
+                });
+            }
+            self.fetch(&cid, false)
+                .await
+                .map_err(|e| ExecutorError::Fetch {
+                    what: format!("request document {cid}"),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(self.store.block(&cid)?.to_vec())
+    }
+
+    /// Stores a request document (one raw block, pinned) and returns its hash.
+    pub fn put_request(&self, document: &[u8]) -> Result<B256, ExecutorError> {
+        if document.len() > lattice_store::MAX_BLOCK {
+            return Err(ExecutorError::BadRequest(format!(
+                "the request document is {} bytes; at most {} fit in one block",
+                document.len(),
+                lattice_store::MAX_BLOCK
+            )));
+        }
+        Request::from_bytes(document).map_err(|e| ExecutorError::BadRequest(e.to_string()))?;
+        let hash = content::sha256(document);
+        let cid = content::raw_cid(hash);
+        self.store
+            .put_block(&cid, bytes::Bytes::copy_from_slice(document))?;
+        self.store.pin_add(&cid, lattice_store::PinKind::Direct)?;
+        Ok(hash)
+    }
+
+    /// Signs the receipt of `executed` (and stores a large outputs document as a block).
+    #[allow(clippy::too_many_arguments)]
+    fn receipt(
+        &self,
+        model: &ModelView,
+        root: &Cid,
+        request_id: U256,
+        input_hash: B256,
+        executed: &Executed,
+        number: u64,
+        block_hash: B256,
+    ) -> Result<SignedReceipt, ExecutorError> {
+        let (cid_bytes, location) = content::output_cid(&executed.document);
+        if let OutputLocation::Block(cid) = &location {
+            if executed.document.len() > lattice_store::MAX_BLOCK {
+                return Err(ExecutorError::BadRequest(format!(
+                    "the outputs are {} bytes; at most {} fit in one block",
+                    executed.document.len(),
+                    lattice_store::MAX_BLOCK
+                )));
+            }
+            self.store
+                .put_block(cid, bytes::Bytes::copy_from_slice(&executed.document))?;
+            self.store.pin_add(cid, lattice_store::PinKind::Direct)?;
+        }
+        let receipt = InferenceReceipt {
+            executor: self.address,
+            requestId: request_id,
+            modelId: model.id,
+            modelCid: Bytes::from(root.to_bytes()),
+            inputHash: input_hash,
+            outputHash: executed.output_hash,
+            outputCid: Bytes::from(cid_bytes),
+            blockNumber: number,
+            blockHash: block_hash,
+            runtime: executed.runtime.clone(),
+        };
+        SignedReceipt::sign(
+            receipt,
+            self.config.key,
+            self.chain_id,
+            MODEL_REGISTRY_ADDRESS,
+        )
+    }
+
+    /// Answers a free call (a public model priced 0) at once, off chain: the receipt has
+    /// request id 0 and names the head block.
+    pub async fn free_call(
+        self: &Arc<Self>,
+        model: &ModelView,
+        document: &[u8],
+    ) -> Result<Answer, ExecutorError> {
+        if model.price != U256::ZERO {
+            return Err(ExecutorError::BadRequest(format!(
+                "model {:?} costs {} wei per inference: pay with a signed requestInference transaction (`tx`)",
+                model.name, model.price
+            )));
+        }
+        if model.isPrivate {
+            return Err(ExecutorError::BadRequest(format!(
+                "model {:?} is private: only a requestInference transaction from its owner or a granted account can run it",
+                model.name
+            )));
+        }
+        if !model.active {
+            return Err(ExecutorError::BadRequest(format!(
+                "model {:?} is inactive",
+                model.name
+            )));
+        }
+        let input_hash = self.put_request(document)?;
+        let root = root_cid(model)?;
+        let executed = self.execute(model, &root, document).await?;
+        let head = self.node.head()?;
+        let receipt = self.receipt(
+            model,
+            &root,
+            U256::ZERO,
+            input_hash,
+            &executed,
+            head.number,
+            head.hash,
+        )?;
+        Ok(Answer {
+            request_id: U256::ZERO,
+            status: "answered".into(),
+            model_id: model.id,
+            requester: Address::ZERO,
+            fee: U256::ZERO,
+            outputs: Some(executed.outputs),
+            output_hash: Some(executed.output_hash),
+            receipt: Some(receipt),
+            tx: None,
+            reason: None,
+        })
+    }
+
+    /// Checks a signed `requestInference` transaction (to the registry, for `model`,
+    /// committing to `input_hash`), simulates it (a revert comes back by name: `Underpayment`,
+    /// `NoAccess`, …, and nothing is sent), submits it and returns its hash.
+    pub fn submit_request_tx(
+        &self,
+        raw: &[u8],
+        model: B256,
+        input_hash: B256,
+    ) -> Result<B256, ExecutorError> {
+        use alloy_consensus::Transaction;
+        use alloy_consensus::transaction::SignerRecoverable;
+        use alloy_eips::eip2718::Decodable2718;
+        let bad = |m: String| ExecutorError::BadRequest(m);
+        let tx = TxEnvelope::decode_2718(&mut &raw[..])
+            .map_err(|e| bad(format!("tx: not a signed transaction: {e}")))?;
+        let from = tx
+            .recover_signer()
+            .map_err(|e| bad(format!("tx: bad signature: {e}")))?;
+        if tx.to() != Some(MODEL_REGISTRY_ADDRESS) {
+            return Err(bad(format!(
+                "tx: sent to {:?}, not to the registry {MODEL_REGISTRY_ADDRESS}",
+                tx.to()
+            )));
+        }
+        let call = ModelRegistry::requestInferenceCall::abi_decode(tx.input())
+            .map_err(|_| bad("tx: not a requestInference call".into()))?;
+        if call.modelId != model {
+            return Err(bad(format!(
+                "tx: requests model {}, not {model}",
+                call.modelId
+            )));
+        }
+        if call.inputHash != input_hash {
+            return Err(bad(format!(
+                "tx: commits to input hash {}, but the request document hashes to {input_hash}",
+                call.inputHash
+            )));
+        }
+        let sim = CallRequest {
+            from: Some(from),
+            to: Some(MODEL_REGISTRY_ADDRESS),
+            value: Some(tx.value()),
+            input: tx.input().clone(),
+            ..Default::default()
+        };
+        match self.node.call_at(None, &sim, &Default::default()) {
+            Ok(lattice_evm::CallOutcome::Success { .. }) => {}
+            Ok(lattice_evm::CallOutcome::Revert { output, .. }) => {
+                return Err(bad(format!(
+                    "requestInference would revert: {}",
+                    registry::revert_reason(&output)
+                )));
+            }
+            Ok(other) => return Err(bad(format!("requestInference would fail: {other:?}"))),
+            Err(e) => {
+                return Err(bad(format!(
+                    "requestInference would fail: {}",
+                    call_error(&e)
+                )));
+            }
+        }
+        self.node
+            .submit_raw(raw)
+            .map_err(|e| ExecutorError::Submit {
+                what: "requestInference",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Why request `id` is still pending on this node, if something went wrong here.
+    pub fn failure(&self, id: U256) -> Option<String> {
+        lock(&self.failures).get(&id).cloned()
+    }
+
+    /// Signs and submits a registry call from the executor account.
+    fn send(&self, what: &'static str, data: Vec<u8>) -> Result<B256, ExecutorError> {
+        let _one_at_a_time = lock(&self.send);
+        let req = CallRequest {
+            from: Some(self.address),
+            to: Some(MODEL_REGISTRY_ADDRESS),
+            input: data.clone().into(),
+            ..Default::default()
+        };
+        let gas = self
+            .node
+            .estimate_gas_at(None, &req, &Default::default())
+            .map_err(|e| ExecutorError::Submit {
+                what,
+                reason: call_error(&e),
+            })?;
+        let nonce = self.node.pending_nonce(self.address)?;
+        let base = u128::from(self.node.next_base_fee()?);
+        let tx = TxEip1559 {
+            chain_id: self.chain_id,
+            nonce,
+            gas_limit: gas + gas / 4 + 10_000,
+            max_fee_per_gas: base.saturating_mul(2).saturating_add(self.config.tip),
+            max_priority_fee_per_gas: self.config.tip,
+            to: TxKind::Call(MODEL_REGISTRY_ADDRESS),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: data.into(),
+        };
+        let sig =
+            alloy_consensus::crypto::secp256k1::sign_message(self.config.key, tx.signature_hash())
+                .map_err(|e| ExecutorError::Key(e.to_string()))?;
+        let env: TxEnvelope = tx.into_signed(sig).into();
+        self.node
+            .submit_raw(&env.encoded_2718())
+            .map_err(|e| ExecutorError::Submit {
+                what,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Request `id` as a caller sees it: status, outputs and receipt once fulfilled, the
+    /// reason once rejected, this node's trouble with it while pending.
+    pub async fn answer(&self, id: U256) -> Result<Answer, ExecutorError> {
+        let req = registry::get_request(&self.node, id)?;
+        if req.status == status::NONE {
+            return Err(ExecutorError::UnknownRequest(id));
+        }
+        let mut answer = Answer {
+            request_id: id,
+            status: status::name(req.status).to_string(),
+            model_id: req.modelId,
+            requester: req.requester,
+            fee: req.fee,
+            outputs: None,
+            output_hash: None,
+            receipt: None,
+            tx: None,
+            reason: None,
+        };
+        match req.status {
+            status::FULFILLED => {
+                let Some(log) =
+                    self.request_log(id, ModelRegistry::InferenceFulfilled::SIGNATURE_HASH)?
+                else {
+                    return Ok(answer);
+                };
+                let ev = ModelRegistry::InferenceFulfilled::decode_log_data(&log.log.data)
+                    .map_err(|e| ExecutorError::BadReceipt(e.to_string()))?;
+                answer.tx = Some(log.tx_hash);
+                answer.output_hash = Some(ev.outputHash);
+                answer.receipt =
+                    SignedReceipt::from_abi(&ev.receipt, self.chain_id, MODEL_REGISTRY_ADDRESS)
+                        .ok();
+                match self.output_document(&ev.outputCid).await {
+                    Ok(doc) => answer.outputs = lattice_runtime::parse_outputs(&doc).ok(),
+                    Err(e) => answer.reason = Some(format!("outputs not available here: {e}")),
+                }
+            }
+            status::REFUNDED => {
+                if let Some(log) =
+                    self.request_log(id, ModelRegistry::InferenceRejected::SIGNATURE_HASH)?
+                {
+                    let ev = ModelRegistry::InferenceRejected::decode_log_data(&log.log.data)
+                        .map_err(|e| ExecutorError::BadReceipt(e.to_string()))?;
+                    answer.status = "rejected".into();
+                    answer.tx = Some(log.tx_hash);
+                    answer.reason = Some(ev.reason);
+                } else {
+                    answer.reason = Some("refunded to the requester after the deadline".into());
+                }
+            }
+            _ => answer.reason = self.failure(id),
+        }
+        Ok(answer)
+    }
+
+    /// An outputs document from its `outputCid` (inline, the store, or the peers), checked.
+    pub async fn output_document(&self, output_cid: &[u8]) -> Result<Vec<u8>, ExecutorError> {
+        match content::parse_output_cid(output_cid)? {
+            OutputLocation::Inline(doc) => Ok(doc),
+            OutputLocation::Block(cid) => {
+                if !self.store.has(&cid)? && !self.config.peers.is_empty() {
+                    self.fetch(&cid, false).await?;
+                }
+                Ok(self.store.block(&cid)?.to_vec())
+            }
+        }
+    }
+
+    /// The registry log `topic0` about request `id` (its first topic after the signature).
+    fn request_log(
+        &self,
+        id: U256,
+        topic0: B256,
+    ) -> Result<Option<lattice_chain::LogRecord>, ExecutorError> {
+        let head = self.node.head()?.number;
+        let filter = LogFilter {
+            from: 0,
+            to: head,
+            addresses: vec![MODEL_REGISTRY_ADDRESS],
+            topics: [Some(vec![topic0]), Some(vec![B256::from(id)]), None, None],
+        };
+        Ok(self.node.logs(&filter, 16)?.ok().and_then(|mut v| v.pop()))
+    }
+
+    /// Waits until request `id` is no longer pending (or `timeout` passes).
+    pub async fn wait_settled(&self, id: U256, timeout: Duration) -> Result<Answer, ExecutorError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut blocks = self.node.subscribe();
+        loop {
+            let answer = self.answer(id).await?;
+            if answer.status != "pending" {
+                return Ok(answer);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(answer);
+            }
+            // A new block, or a periodic look (a lagged receiver just looks again).
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(500)), blocks.recv()).await;
+        }
+    }
+
+    /// Waits for transaction `hash` to be included; returns the request id its
+    /// `InferenceRequested` log names, or why it failed.
+    pub async fn wait_request_id(
+        &self,
+        hash: B256,
+        timeout: Duration,
+    ) -> Result<U256, ExecutorError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut blocks = self.node.subscribe();
+        loop {
+            if let Some(r) = self.node.receipt(hash)? {
+                let logs = r.receipt.logs();
+                for log in logs {
+                    if log.address == MODEL_REGISTRY_ADDRESS
+                        && let Ok(ev) =
+                            ModelRegistry::InferenceRequested::decode_log_data(&log.data)
+                    {
+                        return Ok(ev.requestId);
+                    }
+                }
+                return Err(ExecutorError::BadRequest(format!(
+                    "requestInference transaction {hash} failed in block {}",
+                    r.tx.block_number
+                )));
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(ExecutorError::Timeout(format!(
+                    "requestInference transaction {hash} not included after {}s",
+                    timeout.as_secs()
+                )));
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(500)), blocks.recv()).await;
+        }
+    }
+}
+
+/// A model view's latest root CID.
+pub fn root_cid(model: &ModelView) -> Result<Cid, ExecutorError> {
+    Cid::try_from(model.latestRootCid.as_ref()).map_err(|e| {
+        ExecutorError::UnknownModel(format!(
+            "model {}: its root CID does not parse: {e}",
+            model.id
+        ))
+    })
+}
+
+/// The runtime string receipts carry.
+pub fn runtime_name(describe: &str) -> String {
+    format!(
+        "lattice-runtime/{} {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        describe
+    )
+}
+
+fn call_error(e: &CallError) -> String {
+    match e {
+        CallError::Reverted { data, .. } => registry::revert_reason(data),
+        other => other.to_string(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
