@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod import;
+mod inference;
 mod ipfs;
 mod model;
 mod node;
@@ -52,6 +53,9 @@ enum Command {
     /// Benchmarks run side by side with their peers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Execution receipts: check one (`receipt verify`).
+    #[command(subcommand)]
+    Receipt(inference::ReceiptCommand),
 }
 
 /// What every command gets: where state lives and how to print.
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
         Command::Devnet(args) => node::run(&ctx, args.devnet()),
         Command::Model(cmd) => model::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
+        Command::Receipt(cmd) => inference::receipt(&ctx, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,11 @@ pub(crate) enum ModelCommand {
     /// Run a model locally on one input (or several `--input`s as one batch) and print the
     /// result: an embedding, labels, generated text.
     Run(RunArgs),
+    /// Pay for one inference of a registered model and wait for the answer: the outputs and
+    /// the executor's signed receipt (`--local`: run a free model here, without the chain).
+    Inference(crate::inference::InferenceArgs),
+    /// Withdraw a model's accrued revenue to its owner.
+    Withdraw(crate::inference::WithdrawArgs),
     /// Import a model (a folder in Hugging Face layout, or a repository id from the Hugging
     /// Face cache or hub) into the store with a `lattice.json` manifest; prints its CID.
     Import(crate::import::ImportArgs),
@@ -60,6 +65,13 @@ pub(crate) struct RunArgs {
     /// Labels to print for classifiers.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    #[command(flatten)]
+    generate: GenerateOpts,
+}
+
+/// Generation settings of `model run` and `model inference`.
+#[derive(Debug, Args)]
+pub(crate) struct GenerateOpts {
     /// Most new tokens (generation).
     #[arg(long, default_value_t = 64)]
     max_tokens: usize,
@@ -80,7 +92,21 @@ pub(crate) struct RunArgs {
     stop: Vec<String>,
     /// Wrap the input in the model's chat template as one user message (generation).
     #[arg(long)]
-    chat: bool,
+    pub(crate) chat: bool,
+}
+
+impl GenerateOpts {
+    /// As the runtime takes them.
+    pub(crate) fn params(&self) -> GenerateParams {
+        GenerateParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k_sampling,
+            seed: self.seed,
+            stop: self.stop.clone(),
+        }
+    }
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
@@ -91,17 +117,14 @@ pub(crate) fn run(ctx: &Ctx, cmd: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Verify(args) => crate::verify::verify(ctx, args),
         ModelCommand::Run(args) => run_model(ctx, args),
         ModelCommand::Import(args) => crate::import::run(ctx, args),
+        ModelCommand::Inference(args) => crate::inference::inference(ctx, args),
+        ModelCommand::Withdraw(args) => crate::inference::withdraw(ctx, args),
     }
 }
 
-/// Files at least this large are linked to the store's data file instead of copied.
-const LINK_MIN: u64 = 1 << 20;
-
-/// A folder or file on disk for `model`: itself when it exists, else a folder CID from the
-/// store laid out in `<datadir>/models/<cid>/` for this run. Every block is checked against
-/// its CID on every run before the runtime sees it: small files (configs, tokenizers) are
-/// written out, large ones (weights) are symlinks to the store's own data files, checked in
-/// place, so the runtime memory-maps the store's bytes without a copy.
+/// A folder or file on disk for `model`: itself when it exists, else a folder (or GGUF) CID
+/// from the store laid out in `<datadir>/models/<cid>/` for this run, every block checked
+/// (see [`lattice_executor::folder::model_dir`]).
 pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
     let path = Path::new(model);
     if path.exists() {
@@ -111,75 +134,11 @@ pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
         bail!("{model}: no such file or folder, and not a CID");
     };
     let store = ctx.open_store()?;
-    if !store.has(&cid)? {
-        bail!(
-            "{cid} is not in the local store ({})",
-            ctx.store_dir().display()
-        );
-    }
-    let models = ctx.datadir.join("models");
-    std::fs::create_dir_all(&models)?;
-    let dest = models.join(cid.to_string());
-    let tmp = models.join(format!("{cid}.partial-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
-    }
-    let laid_out = (|| -> anyhow::Result<()> {
-        if !store.node(&cid)?.is_dir() {
-            // A single file: only GGUF names itself (by its magic); the rest need a folder.
-            // The magic comes from the first block alone; `file_path` then checks them all.
-            let mut magic = Vec::with_capacity(4);
-            store.cat(&cid, 0, Some(4), &mut magic)?;
-            if magic != b"GGUF" {
-                bail!("{cid} is a file, not a model folder (config.json + weights) or a GGUF file");
-            }
-            std::fs::create_dir(&tmp)?;
-            std::os::unix::fs::symlink(
-                std::path::absolute(store.file_path(&cid)?)?,
-                tmp.join("model.gguf"),
-            )?;
-            return Ok(());
-        }
-        lay_out(&store, &cid, &tmp)
-    })();
-    if let Err(e) = laid_out {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("reading {cid} out of the store")));
-    }
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest)?;
-    }
-    std::fs::rename(&tmp, &dest)?;
-    Ok(dest)
-}
-
-/// Writes folder `cid` to `dest` (see [`model_path`]).
-fn lay_out(store: &lattice_store::Store, cid: &cid::Cid, dest: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir(dest)?;
-    for entry in store.ls(cid)? {
-        if entry.name.is_empty()
-            || entry.name.contains('/')
-            || entry.name == "."
-            || entry.name == ".."
-        {
-            bail!("{cid}: unsafe entry name {:?}", entry.name);
-        }
-        let to = dest.join(&entry.name);
-        if entry.is_dir {
-            lay_out(store, &entry.cid, &to)?;
-        } else if entry.file_size >= LINK_MIN {
-            let data = store
-                .file_path(&entry.cid)
-                .with_context(|| format!("{}: checking {}", entry.name, entry.cid))?;
-            // Absolute: a datadir given as a relative path would leave the link dangling.
-            std::os::unix::fs::symlink(std::path::absolute(data)?, to)?;
-        } else {
-            store
-                .get(&entry.cid, &to)
-                .with_context(|| format!("{}: reading {}", entry.name, entry.cid))?;
-        }
-    }
-    Ok(())
+    Ok(lattice_executor::folder::model_dir(
+        &store,
+        &cid,
+        &ctx.datadir.join("models"),
+    )?)
 }
 
 fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
@@ -198,14 +157,7 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     spin.finish_and_clear();
 
-    let params = GenerateParams {
-        max_tokens: a.max_tokens,
-        temperature: a.temperature,
-        top_p: a.top_p,
-        top_k: a.top_k_sampling,
-        seed: a.seed,
-        stop: a.stop.clone(),
-    };
+    let params = a.generate.params();
     let request = Request {
         inputs: a.input.clone(),
         file: a
@@ -215,7 +167,7 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
             .transpose()?,
         task,
         params,
-        chat: a.chat,
+        chat: a.generate.chat,
     };
     let inputs = request.inputs_for(model.task(), model.spec().family)?;
     let t = Instant::now();
@@ -248,7 +200,13 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
         model.task(),
         model.describe()
     );
-    for out in &outputs {
+    print_outputs(&outputs);
+    Ok(())
+}
+
+/// Prints outputs for a person: an embedding's head, labels, generated text, a transcript.
+pub(crate) fn print_outputs(outputs: &[Output]) {
+    for out in outputs {
         match out {
             Output::Embedding { vector } => {
                 let head: Vec<String> = vector.iter().take(8).map(|x| format!("{x:.6}")).collect();
@@ -276,5 +234,4 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
 }

@@ -2,6 +2,7 @@
 //! with the Ethereum JSON-RPC on one port.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,65 @@ pub(crate) struct NodeArgs {
     /// Block gas limit.
     #[arg(long, default_value_t = 300_000_000)]
     gas_limit: u64,
+    /// The executor's key (hex, a file of hex, or a JSON keystore with --password-file):
+    /// the account that runs paid inference requests and signs their receipts. On the dev
+    /// chain, dev account 9 (which genesis makes an executor).
+    #[arg(long, env = "LATTICE_EXECUTOR_KEY", hide_env_values = true)]
+    executor_key: Option<String>,
+    /// Password file of an --executor-key keystore.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Run no executor: this node answers no inference requests.
+    #[arg(long)]
+    no_executor: bool,
+    /// Where to fetch model blocks and request documents this node lacks: an IPFS gateway
+    /// (`http://host:port`, e.g. another node's --gateway-port or `lattice ipfs serve`) or a
+    /// Kubo RPC API (`kubo+http://host:5001`). Repeatable; every block is checked.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// Memory for loaded models (weights bytes; least recently used are dropped), e.g.
+    /// 10GB, 512MiB.
+    #[arg(long, default_value = "10GB", value_parser = parse_size)]
+    model_cache: u64,
+    /// Also serve the store over the IPFS trustless gateway and Kubo RPC API on this port
+    /// (same interface as JSON-RPC; 0 picks a free one), so other nodes can fetch models,
+    /// request documents and outputs from this one.
+    #[arg(long)]
+    gateway_port: Option<u16>,
+}
+
+/// A byte size: a number with an optional unit (B, KB, MB, GB, TB powers of 1000; KiB, MiB,
+/// GiB, TiB powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: not a size (e.g. 10GB, 512MiB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ));
+        }
+    };
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{s:?}: out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 impl NodeArgs {
@@ -98,14 +158,77 @@ async fn serve(
     sealing: dev::Sealing,
 ) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.host, args.port);
-    let server = lattice_rpc::start(addr, Arc::clone(&node), lattice_rpc::RpcConfig::default())
-        .await
-        .with_context(|| format!("starting JSON-RPC on {addr}"))?;
-    let local = server.local_addr();
-    let head = node.head()?;
     let chain_id = node.chain_id()?;
-    print_banner(ctx, &node, chain_id, head.number, local, sealing)?;
+    let store = Arc::new(ctx.open_store().with_context(|| {
+        format!(
+            "opening the store in {} (is another lattice process using this datadir?)",
+            ctx.store_dir().display()
+        )
+    })?);
+    let executor = match executor_key(&args, chain_id)? {
+        None => None,
+        Some(key) => {
+            let mut config = lattice_executor::ExecutorConfig::new(key, ctx.datadir.join("models"));
+            config.cache_bytes = args.model_cache;
+            config.peers = args
+                .peers
+                .iter()
+                .map(|p| p.parse().with_context(|| format!("--peer {p}")))
+                .collect::<anyhow::Result<_>>()?;
+            Some(lattice_executor::Executor::new(
+                Arc::clone(&node),
+                Arc::clone(&store),
+                config,
+            )?)
+        }
+    };
+    let extra = match &executor {
+        Some(ex) => lattice_executor::rpc::methods(Arc::clone(ex)).into(),
+        None => lattice_rpc::Methods::new(),
+    };
+    let server = lattice_rpc::start_with(
+        addr,
+        Arc::clone(&node),
+        lattice_rpc::RpcConfig::default(),
+        extra,
+    )
+    .await
+    .with_context(|| format!("starting JSON-RPC on {addr}"))?;
+    let local = server.local_addr();
+    let gateway = match args.gateway_port {
+        None => None,
+        Some(port) => {
+            let at = SocketAddr::new(args.host, port);
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the gateway on {at}"))?;
+            Some(listener)
+        }
+    };
+    let gateway_addr = gateway.as_ref().and_then(|l| l.local_addr().ok());
+    let head = node.head()?;
+    let banner = Banner {
+        chain_id,
+        head: head.number,
+        rpc: local,
+        gateway: gateway_addr,
+        executor: executor.as_ref().map(|e| e.address()),
+    };
+    print_banner(ctx, &node, &banner, sealing)?;
 
+    if let Some(listener) = gateway {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            if let Err(e) =
+                lattice_gateway::serve(listener, store, lattice_gateway::Limits::default()).await
+            {
+                tracing::error!(error = %e, "gateway stopped");
+            }
+        });
+    }
+    if let Some(ex) = &executor {
+        tokio::spawn(Arc::clone(ex).run());
+    }
     let sealer = tokio::spawn(dev::run(Arc::clone(&node), sealing));
     let result = tokio::select! {
         r = sealer => match r {
@@ -145,14 +268,49 @@ async fn shutdown_signal() {
     }
 }
 
+/// The executor's key: --executor-key, else on the dev chain dev account
+/// [`lattice_chain::DEV_EXECUTOR`]; `None` with --no-executor or when there is no key.
+fn executor_key(args: &NodeArgs, chain_id: u64) -> anyhow::Result<Option<alloy_primitives::B256>> {
+    if args.no_executor {
+        return Ok(None);
+    }
+    match args.executor_key.as_deref() {
+        Some(k) => Ok(Some(
+            crate::registry::signing_key(Some(k), args.password_file.as_deref(), chain_id, "")
+                .context("--executor-key")?,
+        )),
+        None if chain_id == DEV_CHAIN_ID => {
+            Ok(Some(DEV_ACCOUNTS[lattice_chain::DEV_EXECUTOR].private_key))
+        }
+        None => {
+            tracing::warn!("no --executor-key: this node answers no inference requests");
+            Ok(None)
+        }
+    }
+}
+
+/// What the start-up banner reports.
+struct Banner {
+    chain_id: u64,
+    head: u64,
+    rpc: SocketAddr,
+    gateway: Option<SocketAddr>,
+    executor: Option<alloy_primitives::Address>,
+}
+
 fn print_banner(
     ctx: &Ctx,
     node: &Node,
-    chain_id: u64,
-    head: u64,
-    local: SocketAddr,
+    banner: &Banner,
     sealing: dev::Sealing,
 ) -> anyhow::Result<()> {
+    let Banner {
+        chain_id,
+        head,
+        rpc: local,
+        gateway,
+        executor,
+    } = *banner;
     let mut balances = Vec::new();
     for a in &DEV_ACCOUNTS {
         balances.push(node.account(a.address)?.balance);
@@ -184,6 +342,8 @@ fn print_banner(
             "accounts": accounts,
             "model_registry": MODEL_REGISTRY_ADDRESS,
             "ipfs_incentives": IPFS_INCENTIVES_ADDRESS,
+            "executor": executor,
+            "gateway": gateway.map(|g| format!("http://{g}")),
         });
         println!("{v}");
     } else {
@@ -208,9 +368,13 @@ fn print_banner(
              IPFSIncentives:    {IPFS_INCENTIVES_ADDRESS}\n\n\
              Datadir:           {}\n\
              Head block:        {head}\n\
-             Block production:  {mode}\n\n\
+             Block production:  {mode}\n\
+             Executor:          {}\n\
+             Gateway:           {}\n\n\
              Listening on {local}\n",
-            ctx.datadir.display()
+            ctx.datadir.display(),
+            executor.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            gateway.map_or_else(|| "off".to_string(), |g| format!("http://{g}")),
         ));
         print!("{out}");
     }

@@ -99,17 +99,11 @@ pub(crate) fn deploy(ctx: &Ctx, args: DeployArgs) -> anyhow::Result<()> {
     let price = parse_eth(&args.price).context("--price")?;
     let rt = runtime()?;
     // The node and the key first: a folder may take long to import.
-    let signer = rt.block_on(async {
-        let rpc = connect(&args.rpc.rpc).await?;
-        let chain_id = chain_id(&rpc).await?;
-        let key = signing_key(
-            args.key.as_deref(),
-            args.password_file.as_deref(),
-            chain_id,
-            rpc.url(),
-        )?;
-        Ok::<_, anyhow::Error>(Signer { rpc, chain_id, key })
-    })?;
+    let signer = rt.block_on(Signer::connect(
+        &args.rpc.rpc,
+        args.key.as_deref(),
+        args.password_file.as_deref(),
+    ))?;
     let model = prepare(ctx, &args)?;
     let out = rt.block_on(send_deploy(ctx, &args, &signer, model, price))?;
     if ctx.json {
@@ -190,9 +184,16 @@ pub(crate) fn list(ctx: &Ctx, args: ListArgs) -> anyhow::Result<()> {
 /// `lattice model info`.
 pub(crate) fn info(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
-    let (view, versions) = rt.block_on(async {
+    let (view, versions, available) = rt.block_on(async {
         let rpc = connect(&args.rpc.rpc).await?;
         let view = find_model(&rpc, &args.model).await?;
+        // Whether the node holds the latest version (only nodes with the lattice_* namespace
+        // say).
+        let available = rpc
+            .call("lattice_getModel", json!([view.id]))
+            .await
+            .ok()
+            .and_then(|m| m.get("availableHere").and_then(Value::as_bool));
         let count = view.latest.saturating_add(U256::from(1));
         let mut versions = Vec::new();
         let mut v = U256::ZERO;
@@ -206,17 +207,26 @@ pub(crate) fn info(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<()> {
                 &registry_call(&rpc, &data).await?,
             )
             .context("decode getVersion")?;
+            let pins = pin_count(&rpc, &ver.rootCid).await?;
             versions.push(json!({
                 "version": v.to_string(),
                 "root_cid": cid_text(&ver.rootCid),
                 "manifest_cid": cid_text(&ver.manifestCid),
                 "added_at": ver.addedAt,
+                "pin_count": pins,
             }));
             v += U256::from(1);
         }
-        Ok::<_, anyhow::Error>((view, versions))
+        Ok::<_, anyhow::Error>((view, versions, available))
     })?;
     let mut out = view_json(&view);
+    let latest_pins = versions
+        .last()
+        .and_then(|v| v.get("pin_count"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    out["pin_count"] = latest_pins.clone();
+    out["available_on_node"] = json!(available);
     out["versions"] = Value::Array(versions.clone());
     if ctx.json {
         return ctx.print_json(&out);
@@ -234,14 +244,24 @@ pub(crate) fn info(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<()> {
     println!("created at    {}", format_time(view.createdAt));
     println!("status        {}", flags(&view));
     println!("root CID      {}", cid_text(&view.rootCid));
+    println!(
+        "pinned by     {} node(s) (announced in IPFSIncentives){}",
+        display_value(&latest_pins),
+        match available {
+            Some(true) => "; the node at --rpc holds it",
+            Some(false) => "; the node at --rpc does not hold it yet",
+            None => "",
+        }
+    );
     println!("versions      {}", versions.len());
     for v in &versions {
         let s = |k: &str| v.get(k).map_or_else(String::new, display_value);
         let manifest = s("manifest_cid");
         println!(
-            "  {:>3}  {}  added {}{}",
+            "  {:>3}  {}  pins {}  added {}{}",
             s("version"),
             s("root_cid"),
+            s("pin_count"),
             v.get("added_at")
                 .and_then(Value::as_u64)
                 .map_or_else(String::new, format_time),
@@ -259,10 +279,29 @@ pub(crate) fn info(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<()> {
 
 /// Who sends `deploy`'s transaction, and where.
 #[derive(Debug)]
-struct Signer {
-    rpc: Rpc,
-    chain_id: u64,
-    key: B256,
+pub(crate) struct Signer {
+    pub(crate) rpc: Rpc,
+    pub(crate) chain_id: u64,
+    pub(crate) key: B256,
+}
+
+impl Signer {
+    /// The node at `url` and the key from `key`/`password_file` (see [`signing_key`]).
+    pub(crate) async fn connect(
+        url: &str,
+        key: Option<&str>,
+        password_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let rpc = connect(url).await?;
+        let chain_id = chain_id(&rpc).await?;
+        let key = signing_key(key, password_file, chain_id, rpc.url())?;
+        Ok(Self { rpc, chain_id, key })
+    }
+
+    /// The signing account.
+    pub(crate) fn address(&self) -> anyhow::Result<Address> {
+        address_of(self.key)
+    }
 }
 
 /// What `deploy` sends: the CIDs and the metadata.
@@ -397,7 +436,7 @@ async fn send_deploy(
     model: Prepared,
     price: U256,
 ) -> anyhow::Result<Value> {
-    let (rpc, chain_id, key) = (&signer.rpc, signer.chain_id, signer.key);
+    let (rpc, key) = (&signer.rpc, signer.key);
     let from = address_of(key)?;
     let root_bytes = Bytes::from(model.root.to_bytes());
     let manifest_bytes = Bytes::from(model.manifest.map(|c| c.to_bytes()).unwrap_or_default());
@@ -435,51 +474,16 @@ async fn send_deploy(
             ("addVersion", call.abi_encode())
         }
     };
-    let spin = ctx.spinner(&format!("{action}: sending"));
-    let to = MODEL_REGISTRY_ADDRESS;
-    let tx_json = json!({"from": from, "to": to, "data": hex::encode_prefixed(&data)});
-    let estimate = match rpc.call("eth_estimateGas", json!([tx_json])).await {
-        Ok(v) => quantity(&v)?,
-        Err(e) => return Err(explain_revert(e, action)),
-    };
-    let gas = estimate + estimate / 4 + 10_000;
-    let nonce = quantity(
-        &rpc.call("eth_getTransactionCount", json!([from, "pending"]))
-            .await?,
-    )?;
-    let (max_fee, tip) = fees(rpc).await?;
-    let tx = alloy_consensus::TxEip1559 {
-        chain_id,
-        nonce,
-        gas_limit: gas,
-        max_fee_per_gas: max_fee,
-        max_priority_fee_per_gas: tip,
-        to: TxKind::Call(to),
-        value: U256::ZERO,
-        access_list: Default::default(),
-        input: data.into(),
-    };
-    let (raw, hash) = sign(key, tx)?;
-    rpc.call("eth_sendRawTransaction", json!([hex::encode_prefixed(raw)]))
-        .await
-        .with_context(|| format!("{action}: sending the transaction"))?;
-    spin.set_message(format!("{action}: waiting for {hash}"));
-    let receipt = wait_receipt(rpc, hash, Duration::from_secs(args.timeout_s)).await;
-    spin.finish_and_clear();
-    let receipt = receipt?;
-    let block = receipt.get("blockNumber").map(quantity).transpose()?;
-    if receipt.get("status") != Some(&json!("0x1")) {
-        // Replay it on the state it ran on for the reason.
-        let at = block.map_or_else(
-            || json!("latest"),
-            |b| json!(format!("{:#x}", b.saturating_sub(1))),
-        );
-        let reason = match rpc.call("eth_call", json!([tx_json, at])).await {
-            Err(e) => format!("{:#}", explain_revert(e, action)),
-            Ok(_) => "no reason given".to_string(),
-        };
-        bail!("{action} transaction {hash} failed in block {block:?}: {reason}");
-    }
+    let (hash, receipt, block) = send_tx(
+        ctx,
+        signer,
+        action,
+        MODEL_REGISTRY_ADDRESS,
+        data,
+        U256::ZERO,
+        Duration::from_secs(args.timeout_s),
+    )
+    .await?;
     let (mut version, mut model_id_logged) = (None, None);
     for log in receipt
         .get("logs")
@@ -522,6 +526,86 @@ async fn send_deploy(
         "private": args.private,
         "gas_used": receipt.get("gasUsed").map(quantity).transpose()?,
     }))
+}
+
+/// Signs a call of `to` with `data` and `value` from the signer's account, sends it and waits
+/// for its receipt; a revert is replayed for its reason and fails with it. Returns the hash,
+/// the receipt and its block.
+pub(crate) async fn send_tx(
+    ctx: &Ctx,
+    signer: &Signer,
+    action: &str,
+    to: Address,
+    data: Vec<u8>,
+    value: U256,
+    timeout: Duration,
+) -> anyhow::Result<(B256, Value, Option<u64>)> {
+    let raw = sign_call(signer, action, to, data.clone(), value).await?;
+    let rpc = &signer.rpc;
+    let from = address_of(signer.key)?;
+    let tx_json = json!({"from": from, "to": to, "value": format!("{value:#x}"), "data": hex::encode_prefixed(&data)});
+    let spin = ctx.spinner(&format!("{action}: sending"));
+    let hash: B256 = rpc
+        .call("eth_sendRawTransaction", json!([hex::encode_prefixed(raw)]))
+        .await
+        .with_context(|| format!("{action}: sending the transaction"))?
+        .as_str()
+        .and_then(|h| h.parse().ok())
+        .with_context(|| format!("{action}: the node returned no transaction hash"))?;
+    spin.set_message(format!("{action}: waiting for {hash}"));
+    let receipt = wait_receipt(rpc, hash, timeout).await;
+    spin.finish_and_clear();
+    let receipt = receipt?;
+    let block = receipt.get("blockNumber").map(quantity).transpose()?;
+    if receipt.get("status") != Some(&json!("0x1")) {
+        // Replay it on the state it ran on for the reason.
+        let at = block.map_or_else(
+            || json!("latest"),
+            |b| json!(format!("{:#x}", b.saturating_sub(1))),
+        );
+        let reason = match rpc.call("eth_call", json!([tx_json, at])).await {
+            Err(e) => format!("{:#}", explain_revert(e, action)),
+            Ok(_) => "no reason given".to_string(),
+        };
+        bail!("{action} transaction {hash} failed in block {block:?}: {reason}");
+    }
+    Ok((hash, receipt, block))
+}
+
+/// Signs (without sending) an EIP-1559 call of `to` from the signer's account: gas from
+/// `eth_estimateGas` (+25 %), a revert named by its custom error before anything is signed.
+pub(crate) async fn sign_call(
+    signer: &Signer,
+    action: &str,
+    to: Address,
+    data: Vec<u8>,
+    value: U256,
+) -> anyhow::Result<Vec<u8>> {
+    let (rpc, chain_id, key) = (&signer.rpc, signer.chain_id, signer.key);
+    let from = address_of(key)?;
+    let tx_json = json!({"from": from, "to": to, "value": format!("{value:#x}"), "data": hex::encode_prefixed(&data)});
+    let estimate = match rpc.call("eth_estimateGas", json!([tx_json])).await {
+        Ok(v) => quantity(&v)?,
+        Err(e) => return Err(explain_revert(e, action)),
+    };
+    let gas = estimate + estimate / 4 + 10_000;
+    let nonce = quantity(
+        &rpc.call("eth_getTransactionCount", json!([from, "pending"]))
+            .await?,
+    )?;
+    let (max_fee, tip) = fees(rpc).await?;
+    let tx = alloy_consensus::TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: gas,
+        max_fee_per_gas: max_fee,
+        max_priority_fee_per_gas: tip,
+        to: TxKind::Call(to),
+        value,
+        access_list: Default::default(),
+        input: data.into(),
+    };
+    Ok(sign(key, tx)?.0)
 }
 
 /// Max fee and tip: the next block's base fee from `eth_feeHistory` (else the latest block's,
@@ -567,7 +651,7 @@ async fn wait_receipt(rpc: &Rpc, hash: B256, timeout: Duration) -> anyhow::Resul
 
 /// The key to sign with: `--key` (hex, a file of hex, or a JSON keystore file), else dev
 /// account 0 on the dev chain.
-fn signing_key(
+pub(crate) fn signing_key(
     key: Option<&str>,
     password_file: Option<&Path>,
     chain_id: u64,
@@ -736,6 +820,19 @@ async fn get_model(rpc: &Rpc, id: B256) -> anyhow::Result<Option<ModelRegistry::
             }
         }
     }
+}
+
+/// How many accounts announce pinning `cid` (`IPFSIncentives.pinCount`).
+async fn pin_count(rpc: &Rpc, cid: &[u8]) -> anyhow::Result<u64> {
+    let data = lattice_contracts::IPFSIncentives::pinCountCall(alloy_primitives::keccak256(cid))
+        .abi_encode();
+    let out = rpc
+        .eth_call(lattice_evm::IPFS_INCENTIVES_ADDRESS, &data)
+        .await
+        .context("IPFSIncentives.pinCount")?;
+    let n = lattice_contracts::IPFSIncentives::pinCountCall::abi_decode_returns(&out)
+        .context("decode pinCount")?;
+    Ok(n.saturating_to())
 }
 
 /// `listModels(offset, limit)`.

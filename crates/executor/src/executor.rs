@@ -65,6 +65,7 @@ impl ExecutorConfig {
 #[serde(rename_all = "camelCase")]
 pub struct Answer {
     /// The registry's request id (0 for a free call answered off chain).
+    #[serde(serialize_with = "decimal")]
     pub request_id: U256,
     /// `pending`, `fulfilled`, `refunded` (`rejected` when an executor turned it down), or
     /// `answered` (a free call).
@@ -74,6 +75,7 @@ pub struct Answer {
     /// The requester (zero for a free call).
     pub requester: Address,
     /// Fee escrowed (wei).
+    #[serde(serialize_with = "decimal")]
     pub fee: U256,
     /// The outputs, one per input.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -467,8 +469,33 @@ impl Executor {
             }
             Err(local) => return Err(local),
         };
-        lock(&self.folders).insert(*root, dir.clone());
+        let first_time = lock(&self.folders).insert(*root, dir.clone()).is_none();
+        if first_time {
+            self.keep(root);
+        }
         Ok(dir)
+    }
+
+    /// Pins a model this node now serves and announces the pin on chain (once per account
+    /// and CID), so `pinCount` shows where the model can be fetched. Failures are logged:
+    /// they do not stop the request.
+    fn keep(&self, root: &Cid) {
+        if let Err(e) = self.store.pin_add(root, lattice_store::PinKind::Recursive) {
+            tracing::warn!(%root, error = %e, "pinning a model");
+        }
+        let cid = root.to_bytes();
+        let pinning = registry::is_pinning(&self.node, &cid, self.address);
+        if matches!(pinning, Ok(false)) {
+            let call = lattice_contracts::IPFSIncentives::announcePinCall { cid: cid.into() };
+            match self.send_to(
+                lattice_evm::IPFS_INCENTIVES_ADDRESS,
+                "announcePin",
+                call.abi_encode(),
+            ) {
+                Ok(tx) => tracing::info!(%root, %tx, "announced the pin"),
+                Err(e) => tracing::warn!(%root, error = %e, "announcing the pin"),
+            }
+        }
     }
 
     async fn fetch(&self, cid: &Cid, materialize: bool) -> Result<(), ExecutorError> {
@@ -704,10 +731,20 @@ impl Executor {
 
     /// Signs and submits a registry call from the executor account.
     fn send(&self, what: &'static str, data: Vec<u8>) -> Result<B256, ExecutorError> {
+        self.send_to(MODEL_REGISTRY_ADDRESS, what, data)
+    }
+
+    /// Signs and submits a call of `to` from the executor account.
+    fn send_to(
+        &self,
+        to: Address,
+        what: &'static str,
+        data: Vec<u8>,
+    ) -> Result<B256, ExecutorError> {
         let _one_at_a_time = lock(&self.send);
         let req = CallRequest {
             from: Some(self.address),
-            to: Some(MODEL_REGISTRY_ADDRESS),
+            to: Some(to),
             input: data.clone().into(),
             ..Default::default()
         };
@@ -726,7 +763,7 @@ impl Executor {
             gas_limit: gas + gas / 4 + 10_000,
             max_fee_per_gas: base.saturating_mul(2).saturating_add(self.config.tip),
             max_priority_fee_per_gas: self.config.tip,
-            to: TxKind::Call(MODEL_REGISTRY_ADDRESS),
+            to: TxKind::Call(to),
             value: U256::ZERO,
             access_list: Default::default(),
             input: data.into(),
@@ -881,6 +918,10 @@ impl Executor {
             let _ = tokio::time::timeout(left.min(Duration::from_millis(500)), blocks.recv()).await;
         }
     }
+}
+
+fn decimal<S: serde::Serializer>(v: &U256, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.to_string())
 }
 
 /// A model view's latest root CID.

@@ -185,6 +185,18 @@ pub fn pin_count(node: &Node, cid: &[u8]) -> Result<u64, ExecutorError> {
     }
 }
 
+/// Whether `account` announced pinning `cid` (IPFSIncentives `isPinning`).
+pub fn is_pinning(node: &Node, cid: &[u8], account: Address) -> Result<bool, ExecutorError> {
+    let call = IPFSIncentives::isPinningCall {
+        _0: alloy_primitives::keccak256(cid),
+        _1: account,
+    };
+    raw_call(node, IPFS_INCENTIVES_ADDRESS, &call)?.map_err(|data| ExecutorError::Registry {
+        call: "isPinning",
+        reason: format!("reverted with 0x{}", alloy_primitives::hex::encode(data)),
+    })
+}
+
 /// Models scanned per `listModels` call when searching by name or later CID.
 const SCAN_PAGE: u64 = 200;
 

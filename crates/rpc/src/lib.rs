@@ -39,4 +39,5 @@ mod pubsub;
 mod server;
 
 pub use error::RpcError;
-pub use server::{RpcConfig, RpcServer, start};
+pub use jsonrpsee::Methods;
+pub use server::{RpcConfig, RpcServer, start, start_with};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::B256;
+use jsonrpsee::Methods;
 use jsonrpsee::server::{
     BatchRequestConfig, IdProvider, RegisterMethodError, RpcModule, Server, ServerConfig,
     ServerHandle,
@@ -108,6 +109,17 @@ pub async fn start(
     node: Arc<Node>,
     config: RpcConfig,
 ) -> Result<RpcServer, RpcError> {
+    start_with(addr, node, config, Methods::new()).await
+}
+
+/// [`start`], with `extra` methods (another namespace, such as `lattice_*`) served beside
+/// the Ethereum ones. A name in both is an error.
+pub async fn start_with(
+    addr: SocketAddr,
+    node: Arc<Node>,
+    config: RpcConfig,
+    extra: Methods,
+) -> Result<RpcServer, RpcError> {
     let server_config = ServerConfig::builder()
         .max_request_body_size(config.max_request_bytes)
         .max_response_body_size(config.max_response_bytes)
@@ -121,7 +133,8 @@ pub async fn start(
         config,
         pending_txs: broadcast::channel(8192).0,
     };
-    let module = methods(ctx)?;
+    let mut module = methods(ctx)?;
+    module.merge(extra)?;
     let server = Server::builder()
         .set_config(server_config)
         .build(addr)
