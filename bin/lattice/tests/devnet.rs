@@ -13,40 +13,7 @@ use lattice_evm::DEV_ACCOUNTS;
 use serde_json::{Value, json};
 
 mod support;
-use support::start;
-
-fn rpc(url: &str, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let resp: Value = ureq_post(url, &body);
-    if let Some(err) = resp.get("error") {
-        panic!("{method} failed: {err}");
-    }
-    resp["result"].clone()
-}
-
-/// A blocking JSON POST over a fresh loopback connection (std only;
-/// HTTP/1.0 so the body comes unchunked and ends with the connection).
-fn ureq_post(url: &str, body: &Value) -> Value {
-    use std::io::{Read, Write};
-    let host = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).expect("connect to devnet");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let payload = body.to_string();
-    write!(
-        stream,
-        "POST / HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    )
-    .expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
-    assert!(head.contains(" 200 "), "HTTP error: {head}\n{body}");
-    serde_json::from_str(body).expect("JSON-RPC response")
-}
+use support::{rpc, start};
 
 fn quantity(v: &Value) -> u64 {
     let s = v.as_str().expect("hex quantity");

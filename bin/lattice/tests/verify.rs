@@ -2,39 +2,14 @@
 //! deployed folder and an imported model (with a manifest) verify; a flipped byte in the
 //! weights, an unknown model and blocks that are not local are clear failures.
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
 mod support;
-use support::{failed, model, ok_json, runtime_data as fixture, serve, start_instant as start};
-
-/// A `lattice ipfs serve` process, killed on drop.
-/// Flips one byte of `needle` where it lies in the store's data files under `datadir`.
-fn flip_in_store(datadir: &Path, needle: &[u8]) -> usize {
-    let mut flipped = 0;
-    let mut stack = vec![datadir.join("store")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read store dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            if !path.to_string_lossy().contains("/data/") {
-                continue;
-            }
-            let mut bytes = std::fs::read(&path).expect("read data file");
-            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
-                bytes[at + needle.len() / 2] ^= 0xff;
-                std::fs::write(&path, &bytes).expect("write data file");
-                flipped += 1;
-            }
-        }
-    }
-    flipped
-}
+use support::{
+    failed, flip_in_store, model, ok_json, runtime_data as fixture, serve, start_instant as start,
+};
 
 #[test]
 fn verify_deployed_models_and_detect_corruption() {

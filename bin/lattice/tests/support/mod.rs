@@ -26,8 +26,18 @@ impl Drop for Server {
 
 /// Starts `lattice ipfs serve` over `datadir`'s store on a free port; its base URL.
 pub(crate) fn serve(datadir: &Path) -> (Server, String) {
+    serve_at(datadir, "127.0.0.1:0")
+}
+
+/// Starts `lattice ipfs serve` over `datadir`'s store on `127.0.0.1:port` and waits until it
+/// listens.
+pub(crate) fn serve_on(datadir: &Path, port: u16) -> Server {
+    serve_at(datadir, &format!("127.0.0.1:{port}")).0
+}
+
+fn serve_at(datadir: &Path, listen: &str) -> (Server, String) {
     let mut child = lattice(datadir)
-        .args(["ipfs", "serve", "--listen", "127.0.0.1:0"])
+        .args(["ipfs", "serve", "--listen", listen])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -164,4 +174,75 @@ pub(crate) fn failed(out: Output) -> String {
     );
     assert!(!err.contains("panicked"), "panicked: {err}");
     err
+}
+
+/// One JSON-RPC call; panics on a JSON-RPC error.
+pub(crate) fn rpc(url: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    match rpc_result(url, method, params) {
+        Ok(v) => v,
+        Err(err) => panic!("{method} failed: {err}"),
+    }
+}
+
+/// One JSON-RPC call: its result, or its error object.
+pub(crate) fn rpc_result(
+    url: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value, serde_json::Value> {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let resp = post_json(url, &body);
+    match resp.get("error") {
+        Some(err) => Err(err.clone()),
+        None => Ok(resp["result"].clone()),
+    }
+}
+
+/// A blocking JSON POST over a fresh loopback connection (std only; HTTP/1.0 so the body
+/// comes unchunked and ends with the connection).
+fn post_json(url: &str, body: &serde_json::Value) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the node");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let payload = body.to_string();
+    write!(
+        stream,
+        "POST / HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+    assert!(head.contains(" 200 "), "HTTP error: {head}\n{body}");
+    serde_json::from_str(body).expect("JSON-RPC response")
+}
+
+/// Flips one byte of `needle` where it lies in the store's data files under `datadir`.
+pub(crate) fn flip_in_store(datadir: &Path, needle: &[u8]) -> usize {
+    let mut flipped = 0;
+    let mut stack = vec![datadir.join("store")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read store dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !path.to_string_lossy().contains("/data/") {
+                continue;
+            }
+            let mut bytes = std::fs::read(&path).expect("read data file");
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes[at + needle.len() / 2] ^= 0xff;
+                std::fs::write(&path, &bytes).expect("write data file");
+                flipped += 1;
+            }
+        }
+    }
+    flipped
 }

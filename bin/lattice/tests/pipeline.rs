@@ -1,0 +1,427 @@
+//! The model lifecycle end to end, with real processes on loopback: an author imports
+//! MiniLM (from its PyPI wheel) and deploys it; a node (`lattice devnet` with its executor)
+//! fetches it from the author's `ipfs serve` when the first paid request arrives; a user
+//! pays, gets the embedding and a signed receipt, re-executes it bit for bit; the owner
+//! withdraws and every balance adds up. Then the bad paths: an unpaid request, a private model
+//! without a grant, tampered store blocks, an unknown model, malformed input.
+
+use std::path::Path;
+use std::process::Output;
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::Encodable2718;
+use alloy_primitives::{Address, B256, TxKind, U256};
+use alloy_sol_types::SolCall;
+use base64::Engine as _;
+use lattice_contracts::ModelRegistry;
+use lattice_evm::{DEV_ACCOUNTS, MODEL_REGISTRY_ADDRESS};
+use serde_json::{Value, json};
+
+mod support;
+use support::{
+    failed, flip_in_store, lattice, model, models, ok_json, rpc, rpc_result, runtime_data,
+    serve_on, start_instant,
+};
+
+/// Dev account 1 owns the models, 2 pays for inferences (0 is the registry's admin and
+/// treasury, 9 the node's executor).
+const OWNER: usize = 1;
+const USER: usize = 2;
+const EXECUTOR: usize = 9;
+
+fn key(i: usize) -> String {
+    DEV_ACCOUNTS[i].private_key.to_string()
+}
+
+fn balance(url: &str, who: Address) -> U256 {
+    let v = rpc(url, "eth_getBalance", json!([who, "latest"]));
+    v.as_str().and_then(|s| s.parse().ok()).expect("balance")
+}
+
+/// Wei a mined transaction cost its sender in gas.
+fn gas_cost(url: &str, tx: &str) -> U256 {
+    let r = rpc(url, "eth_getTransactionReceipt", json!([tx]));
+    let q = |k: &str| -> U256 { r[k].as_str().and_then(|s| s.parse().ok()).expect(k) };
+    q("gasUsed") * q("effectiveGasPrice")
+}
+
+fn registry_u256(url: &str, data: Vec<u8>) -> U256 {
+    let v = rpc(
+        url,
+        "eth_call",
+        json!([{"to": MODEL_REGISTRY_ADDRESS, "data": alloy_primitives::hex::encode_prefixed(data)}, "latest"]),
+    );
+    let bytes = alloy_primitives::hex::decode(v.as_str().expect("hex")).expect("hex");
+    U256::from_be_slice(&bytes[..32])
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn inference(client: &Path, url: &str, args: &[&str]) -> Output {
+    let mut all = vec!["inference"];
+    all.extend_from_slice(args);
+    model(client, url, &all)
+}
+
+fn u(v: &Value) -> U256 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a decimal: {v}"))
+}
+
+#[test]
+fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
+    let minilm = models().join("minilm");
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let (author, node_dir, client, verifier) = (
+        dirs[0].path(),
+        dirs[1].path(),
+        dirs[2].path(),
+        dirs[3].path(),
+    );
+    let port = free_port();
+    let peer = format!("http://127.0.0.1:{port}");
+    let node = start_instant(node_dir, &["--peer", &peer]);
+    let url = node.url.as_str();
+
+    // Import and deploy: the author's store holds the model, the node does not.
+    let imported = ok_json(
+        lattice(author)
+            .args(["--json", "model", "import"])
+            .arg(&minilm)
+            .args(["--name", "minilm"])
+            .output()
+            .expect("import runs"),
+    );
+    let root = imported["cid"].as_str().expect("cid").to_string();
+    let deployed = ok_json(model(
+        author,
+        url,
+        &["deploy", &root, "--price", "0.001", "--key", &key(OWNER)],
+    ));
+    let id = deployed["model_id"].as_str().expect("id").to_string();
+    let fee = U256::from(1_000_000_000_000_000u64);
+    let serving = serve_on(author, port);
+
+    let list = ok_json(model(client, url, &["list"]));
+    assert!(
+        list.as_array()
+            .expect("list")
+            .iter()
+            .any(|m| m["id"] == json!(id)),
+        "{list}"
+    );
+    let info = ok_json(model(client, url, &["info", "minilm"]));
+    assert_eq!(info["price_wei"], json!(fee.to_string()));
+    assert_eq!(info["pin_count"], json!(0));
+    assert_eq!(info["available_on_node"], json!(false));
+
+    // Anyone can verify it from the author's gateway.
+    let v = ok_json(model(verifier, url, &["verify", "minilm", "--peer", &peer]));
+    assert_eq!(v["ok"], json!(true), "{v}");
+
+    // A paid inference.
+    let user = DEV_ACCOUNTS[USER].address;
+    let owner = DEV_ACCOUNTS[OWNER].address;
+    let user_before = balance(url, user);
+    let receipt_file = client.join("receipt.json");
+    let answer = ok_json(inference(
+        client,
+        url,
+        &[
+            "minilm",
+            "--input",
+            "A paid sentence embedding.",
+            "--key",
+            &key(USER),
+            "--receipt-out",
+            receipt_file.to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(answer["status"], json!("fulfilled"), "{answer}");
+    assert_eq!(u(&answer["fee"]), fee);
+    let vector = answer["outputs"][0]["vector"]
+        .as_array()
+        .expect("embedding");
+    assert_eq!(vector.len(), 384);
+    let norm: f64 = vector.iter().map(|x| x.as_f64().expect("f").powi(2)).sum();
+    assert!((norm - 1.0).abs() < 1e-4, "unit length, got {norm}");
+    let receipt = &answer["receipt"]["receipt"];
+    assert_eq!(
+        receipt["executor"].as_str().map(str::to_lowercase),
+        Some(DEV_ACCOUNTS[EXECUTOR].address.to_string().to_lowercase())
+    );
+    assert_eq!(
+        receipt["modelCid"].as_str().map(|h| h.len() > 2),
+        Some(true)
+    );
+    let output_hash = receipt["outputHash"].as_str().expect("hash").to_string();
+    assert_eq!(answer["outputHash"], json!(output_hash));
+
+    // The user paid the fee and gas, nothing else.
+    let request_tx = answer["requestTx"].as_str().expect("request tx");
+    assert_eq!(
+        user_before - balance(url, user),
+        fee + gas_cost(url, request_tx)
+    );
+
+    // The same input run here, without the chain, gives the same bytes.
+    let local = ok_json(
+        lattice(client)
+            .args(["--json", "model", "inference"])
+            .arg(&minilm)
+            .args(["--input", "A paid sentence embedding.", "--local"])
+            .output()
+            .expect("local run"),
+    );
+    assert_eq!(local["outputHash"], json!(output_hash));
+
+    // The receipt checks out, and re-running the model reproduces it bit for bit.
+    let verified = ok_json(
+        lattice(verifier)
+            .args(["--json", "receipt", "verify"])
+            .arg(&receipt_file)
+            .args(["--reexecute", "--peer", &peer, "--rpc", url])
+            .output()
+            .expect("receipt verify"),
+    );
+    assert_eq!(verified["valid"], json!(true), "{verified}");
+    assert_eq!(verified["reexecuted"]["matches"], json!(true), "{verified}");
+    // …and a forged one does not.
+    let mut forged: Value =
+        serde_json::from_slice(&std::fs::read(&receipt_file).expect("read")).expect("json");
+    forged["receipt"]["outputHash"] = json!(format!("0x{}", "ab".repeat(32)));
+    let err = failed(
+        lattice(verifier)
+            .args(["receipt", "verify", &forged.to_string(), "--rpc", url])
+            .output()
+            .expect("receipt verify"),
+    );
+    assert!(err.contains("does not check out"), "{err}");
+
+    // Fees were split on fulfilment; the executor now pins the model.
+    let revenue = fee * U256::from(8250) / U256::from(10_000);
+    let info = ok_json(model(client, url, &["info", &id]));
+    assert_eq!(info["revenue_wei"], json!(revenue.to_string()));
+    assert_eq!(info["pin_count"], json!(1));
+    assert_eq!(info["available_on_node"], json!(true));
+    let executor_credit = registry_u256(
+        url,
+        ModelRegistry::balanceOfCall(DEV_ACCOUNTS[EXECUTOR].address).abi_encode(),
+    );
+    assert_eq!(executor_credit, fee / U256::from(10));
+
+    // The owner withdraws: the revenue arrives, less the withdrawal's gas.
+    let owner_before = balance(url, owner);
+    let w = ok_json(model(
+        client,
+        url,
+        &["withdraw", "minilm", "--key", &key(OWNER)],
+    ));
+    assert_eq!(u(&w["amount_wei"]), revenue);
+    let wtx = w["tx"].as_str().expect("tx");
+    assert_eq!(
+        balance(url, owner),
+        owner_before + revenue - gas_cost(url, wtx)
+    );
+    let info = ok_json(model(client, url, &["info", &id]));
+    assert_eq!(info["revenue_wei"], json!("0"));
+    let err = failed(model(
+        client,
+        url,
+        &["withdraw", "minilm", "--key", &key(OWNER)],
+    ));
+    assert!(err.contains("NothingToWithdraw"), "{err}");
+    let err = failed(model(
+        client,
+        url,
+        &["withdraw", "minilm", "--key", &key(USER)],
+    ));
+    assert!(err.contains("NotModelOwner"), "{err}");
+
+    // --- Bad paths.
+
+    // Unknown model.
+    let err = failed(inference(
+        client,
+        url,
+        &["no-such-model", "--input", "x", "--key", &key(USER)],
+    ));
+    assert!(err.contains("no model named"), "{err}");
+
+    // An unpaid request (value 0 for a paid model) is refused before it is sent.
+    let document = br#"{"inputs":["free ride"]}"#;
+    let input_hash: B256 = lattice_executor::content::sha256(document);
+    let chain_id = 31337;
+    let nonce = rpc(url, "eth_getTransactionCount", json!([user, "pending"]));
+    let tx = TxEip1559 {
+        chain_id,
+        nonce: u64::from_str_radix(nonce.as_str().expect("n").trim_start_matches("0x"), 16)
+            .expect("nonce"),
+        gas_limit: 500_000,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(MODEL_REGISTRY_ADDRESS),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: ModelRegistry::requestInferenceCall {
+            modelId: id.parse().expect("id"),
+            inputHash: input_hash,
+            maxFee: fee,
+        }
+        .abi_encode()
+        .into(),
+    };
+    let sig = alloy_consensus::crypto::secp256k1::sign_message(
+        DEV_ACCOUNTS[USER].private_key,
+        tx.signature_hash(),
+    )
+    .expect("sign");
+    let env: TxEnvelope = tx.into_signed(sig).into();
+    let err = rpc_result(
+        url,
+        "lattice_infer",
+        json!([{
+            "model": id,
+            "document": base64::engine::general_purpose::STANDARD.encode(document),
+            "tx": alloy_primitives::hex::encode_prefixed(env.encoded_2718()),
+        }]),
+    )
+    .expect_err("an unpaid request is refused");
+    assert!(err.to_string().contains("Underpayment"), "{err}");
+    // Without a transaction, a paid model is not run.
+    let err = rpc_result(
+        url,
+        "lattice_infer",
+        json!([{"model": id, "request": {"inputs": ["free ride"]}}]),
+    )
+    .expect_err("no free ride");
+    assert!(err.to_string().contains("requestInference"), "{err}");
+
+    // Malformed input: MiniLM takes text; a binary file is rejected on chain and refunded.
+    let junk = client.join("junk.bin");
+    std::fs::write(&junk, [0xff, 0xfe, 0x00, 0x80]).expect("write");
+    let before = balance(url, user);
+    let out = inference(
+        client,
+        url,
+        &[
+            "minilm",
+            "--file",
+            junk.to_str().expect("utf8"),
+            "--key",
+            &key(USER),
+        ],
+    );
+    let err = failed(out.clone());
+    assert!(err.contains("rejected") && err.contains("UTF-8"), "{err}");
+    let rejected: Value = serde_json::from_slice(&out.stdout).expect("answer JSON");
+    assert_eq!(rejected["status"], json!("rejected"));
+    let tx = rejected["requestTx"].as_str().expect("tx");
+    assert_eq!(
+        before - balance(url, user),
+        gas_cost(url, tx),
+        "the fee came back"
+    );
+
+    // A private model: no grant, no inference; its owner runs it (free).
+    let private = ok_json(model(
+        dirs[4].path(),
+        url,
+        &[
+            "deploy",
+            runtime_data("tiny-bert-classifier").to_str().expect("utf8"),
+            "--price",
+            "0",
+            "--private",
+            "--key",
+            &key(OWNER),
+        ],
+    ));
+    let private_name = private["name"].as_str().expect("name").to_string();
+    let err = failed(inference(
+        client,
+        url,
+        &[&private_name, "--input", "hi", "--key", &key(USER)],
+    ));
+    assert!(err.contains("NoAccess"), "{err}");
+    let err = rpc_result(
+        url,
+        "lattice_infer",
+        json!([{"model": private_name, "request": {"inputs": ["hi"]}}]),
+    )
+    .expect_err("private");
+    assert!(err.to_string().contains("private"), "{err}");
+    drop(serving);
+    // The private model's blocks are only in the deployer's store, which no peer serves: the
+    // request stays pending, and the node says why.
+    let out = inference(
+        client,
+        url,
+        &[
+            &private_name,
+            "--input",
+            "hi",
+            "--key",
+            &key(OWNER),
+            "--timeout-s",
+            "5",
+        ],
+    );
+    let err = failed(out);
+    assert!(
+        err.contains("still pending") && err.contains("fetching model"),
+        "{err}"
+    );
+
+    // Tampered store blocks: the node's copy of MiniLM is corrupted while it is down. With no
+    // peer to repair from, the run is refused naming the file and the block; once the author
+    // serves again, the executor fetches good blocks, repairs its copy and answers — with the
+    // same output hash as before.
+    drop(node);
+    let weights = std::fs::read(minilm.join("model.safetensors")).expect("weights");
+    let mid = weights.len() / 2;
+    assert!(
+        flip_in_store(node_dir, &weights[mid..mid + 64]) >= 1,
+        "flipped the node's copy"
+    );
+    let node = start_instant(node_dir, &["--peer", &peer]);
+    let url = node.url.as_str();
+    let out = inference(
+        client,
+        url,
+        &[
+            "minilm",
+            "--input",
+            "A paid sentence embedding.",
+            "--key",
+            &key(USER),
+            "--timeout-s",
+            "5",
+        ],
+    );
+    let err = failed(out);
+    assert!(
+        err.contains("model.safetensors") && err.contains("corrupt"),
+        "names the file and the block: {err}"
+    );
+    let _serving = serve_on(dirs[0].path(), port);
+    let again = ok_json(inference(
+        client,
+        url,
+        &[
+            "minilm",
+            "--input",
+            "A paid sentence embedding.",
+            "--key",
+            &key(USER),
+        ],
+    ));
+    assert_eq!(again["status"], json!("fulfilled"), "{again}");
+    assert_eq!(again["outputHash"], json!(output_hash));
+}
