@@ -106,6 +106,21 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     ));
     let id = deployed["model_id"].as_str().expect("id").to_string();
     let fee = U256::from(1_000_000_000_000_000u64);
+    // A free public model too.
+    ok_json(model(
+        author,
+        url,
+        &[
+            "deploy",
+            runtime_data("tiny-distilbert-classifier")
+                .to_str()
+                .expect("utf8"),
+            "--price",
+            "0",
+            "--key",
+            &key(OWNER),
+        ],
+    ));
     let serving = serve_on(author, port);
 
     let list = ok_json(model(client, url, &["list"]));
@@ -192,6 +207,22 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     );
     assert_eq!(verified["valid"], json!(true), "{verified}");
     assert_eq!(verified["reexecuted"]["matches"], json!(true), "{verified}");
+    // With one thread the executor's two-thread output is reproduced too.
+    let one_thread = ok_json(
+        lattice(verifier)
+            .env("CANDLE_NUM_THREADS", "1")
+            .env("RAYON_NUM_THREADS", "1")
+            .args(["--json", "receipt", "verify"])
+            .arg(&receipt_file)
+            .args(["--reexecute", "--rpc", url])
+            .output()
+            .expect("receipt verify"),
+    );
+    assert_eq!(
+        one_thread["reexecuted"]["matches"],
+        json!(true),
+        "{one_thread}"
+    );
     // …and a forged one does not.
     let mut forged: Value =
         serde_json::from_slice(&std::fs::read(&receipt_file).expect("read")).expect("json");
@@ -243,6 +274,39 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
         &["withdraw", "minilm", "--key", &key(USER)],
     ));
     assert!(err.contains("NotModelOwner"), "{err}");
+
+    // A free model is answered at once, off chain, with a receipt anyone can check.
+    let free = rpc(
+        url,
+        "lattice_infer",
+        json!([{"model": "tiny-distilbert-classifier", "request": {"inputs": ["great, thanks"]}}]),
+    );
+    assert_eq!(free["status"], json!("answered"), "{free}");
+    assert_eq!(free["requestId"], json!("0"));
+    assert!(
+        free["outputs"][0]["labels"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()),
+        "{free}"
+    );
+    let check = rpc(url, "lattice_verifyReceipt", json!([free["receipt"]]));
+    assert_eq!(check["valid"], json!(true), "{check}");
+    let local = ok_json(
+        lattice(client)
+            .args(["--json", "model", "inference", "tiny-distilbert-classifier"])
+            .args([
+                "--input",
+                "great, thanks",
+                "--local",
+                "--peer",
+                &peer,
+                "--rpc",
+                url,
+            ])
+            .output()
+            .expect("local run"),
+    );
+    assert_eq!(local["outputHash"], free["outputHash"]);
 
     // --- Bad paths.
 

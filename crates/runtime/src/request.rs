@@ -249,7 +249,7 @@ mod tests {
         let other = Output::Embedding {
             vector: vec![0.1, -2.5e-8],
         };
-        let doc = outputs_document(&[other.clone()]);
+        let doc = outputs_document(std::slice::from_ref(&other));
         assert_eq!(parse_outputs(&doc).expect("parse"), vec![other]);
         assert_ne!(
             outputs_document(&[Output::Embedding { vector: vec![0.1] }]),
