@@ -489,3 +489,71 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     assert_eq!(again["status"], json!("fulfilled"), "{again}");
     assert_eq!(again["outputHash"], json!(output_hash));
 }
+
+/// A request that arrives while the node cannot answer it (its executor key lacks
+/// `EXECUTOR_ROLE`) stays pending with the reason; after a restart with the right key, the
+/// executor finds it in recent blocks and fulfils it. The model was imported into the node's
+/// own store before it started: no peer is needed.
+#[test]
+fn pending_requests_are_answered_after_a_restart() {
+    let node_dir = tempfile::tempdir().expect("tmp");
+    let client = tempfile::tempdir().expect("tmp");
+    let bert = runtime_data("tiny-bert-classifier");
+    // The same import in both stores gives the same CID.
+    let import = |dir: &Path| {
+        ok_json(
+            lattice(dir)
+                .args(["--json", "model", "import"])
+                .arg(&bert)
+                .output()
+                .expect("import"),
+        )["cid"]
+            .as_str()
+            .expect("cid")
+            .to_string()
+    };
+    let cid = import(node_dir.path());
+    assert_eq!(import(client.path()), cid);
+    let node = start_instant(node_dir.path(), &["--executor-key", &key(3)]);
+    let url = node.url.as_str();
+    ok_json(model(
+        client.path(),
+        url,
+        &["deploy", &cid, "--price", "0.0001", "--key", &key(OWNER)],
+    ));
+    let err = failed(inference(
+        client.path(),
+        url,
+        &[
+            "tiny-bert-classifier",
+            "--input",
+            "later",
+            "--key",
+            &key(USER),
+            "--timeout-s",
+            "3",
+        ],
+    ));
+    assert!(
+        err.contains("still pending") && err.contains("AccessControlUnauthorizedAccount"),
+        "{err}"
+    );
+    drop(node);
+
+    let node = start_instant(node_dir.path(), &[]);
+    let url = node.url.as_str();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answer = loop {
+        let a = rpc(url, "lattice_getReceipt", json!([1]));
+        if a["status"] != json!("pending") {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "never answered: {a}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(answer["status"], json!("fulfilled"), "{answer}");
+    let check = rpc(url, "lattice_verifyReceipt", json!([answer["receipt"]]));
+    assert_eq!(check["valid"], json!(true), "{check}");
+    let labels = answer["outputs"][0]["labels"].as_array().expect("labels");
+    assert!(!labels.is_empty());
+}
