@@ -556,4 +556,49 @@ fn pending_requests_are_answered_after_a_restart() {
     assert_eq!(check["valid"], json!(true), "{check}");
     let labels = answer["outputs"][0]["labels"].as_array().expect("labels");
     assert!(!labels.is_empty());
+
+    // Four users at once: four fulfilments, one after another from the executor's account
+    // (nonces in order), each with its own answer.
+    let answers: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = (4..8)
+            .map(|i| {
+                let text = format!("user {i} says hello");
+                let client = client.path();
+                s.spawn(move || {
+                    ok_json(inference(
+                        client,
+                        url,
+                        &["tiny-bert-classifier", "--input", &text, "--key", &key(i)],
+                    ))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut ids = Vec::new();
+    for a in &answers {
+        assert_eq!(a["status"], json!("fulfilled"), "{a}");
+        let check = rpc(url, "lattice_verifyReceipt", json!([a["receipt"]]));
+        assert_eq!(check["valid"], json!(true), "{check}");
+        ids.push(a["requestId"].as_str().expect("id").to_string());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "four distinct requests");
+    let hashes: std::collections::HashSet<&str> = answers
+        .iter()
+        .filter_map(|a| a["outputHash"].as_str())
+        .collect();
+    assert_eq!(hashes.len(), 4, "four different inputs, four outputs");
+    let credit = registry_u256(
+        url,
+        ModelRegistry::balanceOfCall(DEV_ACCOUNTS[EXECUTOR].address).abi_encode(),
+    );
+    assert_eq!(
+        credit,
+        U256::from(5) * U256::from(100_000_000_000_000u64) / U256::from(10)
+    );
 }

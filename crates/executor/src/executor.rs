@@ -117,6 +117,9 @@ pub struct Executor {
     chain_id: u64,
     /// Model folders laid out (checked) by this process, by root CID.
     folders: Mutex<HashMap<Cid, PathBuf>>,
+    /// One lay-out at a time: a second request for a model being laid out waits for it
+    /// instead of replacing the folder under the first one's loader.
+    laying_out: tokio::sync::Mutex<()>,
     /// One transaction at a time, so nonces follow each other.
     send: Mutex<()>,
     /// Requests being worked on.
@@ -167,6 +170,7 @@ impl Executor {
             address,
             chain_id,
             folders: Mutex::new(HashMap::new()),
+            laying_out: tokio::sync::Mutex::new(()),
             send: Mutex::new(()),
             in_flight: Mutex::new(HashSet::new()),
             failures: Mutex::new(HashMap::new()),
@@ -427,13 +431,22 @@ impl Executor {
         })
     }
 
-    /// The folder of model version `root`, laid out (every block checked) unless this process
-    /// already did and the model is still loaded; missing or corrupt blocks are fetched from
-    /// the peers first.
+    /// The folder of model version `root`, laid out (every block checked) and loaded unless
+    /// this process already did and the model is still loaded; missing or corrupt blocks are
+    /// fetched from the peers first.
     async fn model_folder(&self, root: &Cid) -> Result<PathBuf, ExecutorError> {
-        if let Some(dir) = lock(&self.folders).get(root).cloned()
-            && self.runtime.is_loaded(&dir)
-        {
+        let loaded = || {
+            lock(&self.folders)
+                .get(root)
+                .cloned()
+                .filter(|dir| self.runtime.is_loaded(dir))
+        };
+        if let Some(dir) = loaded() {
+            return Ok(dir);
+        }
+        let _one_at_a_time = self.laying_out.lock().await;
+        // Laid out and loaded by the request this one waited for?
+        if let Some(dir) = loaded() {
             return Ok(dir);
         }
         let first = {
@@ -469,6 +482,13 @@ impl Executor {
             }
             Err(local) => return Err(local),
         };
+        // Load it while still holding the lay-out lock, so a request waiting on the lock finds
+        // it loaded and never lays the folder out again under this loader.
+        let (runtime, load_dir) = (Arc::clone(&self.runtime), dir.clone());
+        tokio::task::spawn_blocking(move || runtime.model(&load_dir, None).map(drop))
+            .await
+            .map_err(|e| ExecutorError::Runtime(e.to_string()))?
+            .map_err(|e| ExecutorError::Runtime(format!("loading {root}: {e}")))?;
         let first_time = lock(&self.folders).insert(*root, dir.clone()).is_none();
         if first_time {
             self.keep(root);

@@ -247,6 +247,11 @@ impl<K: Eq + Hash + Clone, V> ModelCache<K, V> {
         Ok(value)
     }
 
+    /// Whether `key` is loaded now (not counted as a hit or miss, recency unchanged).
+    pub fn contains(&self, key: &K) -> bool {
+        matches!(self.lock().map.get(key), Some(Slot::Ready(_)))
+    }
+
     /// Returns the cached model for `key`, marking it as the most recently used, or `None`
     /// if it is not cached (including while it is still loading: `get` never waits).
     pub fn get(&self, key: &K) -> Option<Arc<V>> {

@@ -96,7 +96,7 @@ impl Runtime {
 
     /// Whether the model in `dir` (for its own task) is loaded now.
     pub fn is_loaded(&self, dir: &Path) -> bool {
-        self.cache.get(&(dir.to_path_buf(), None)).is_some()
+        self.cache.contains(&(dir.to_path_buf(), None))
     }
 
     /// Cache counters.
