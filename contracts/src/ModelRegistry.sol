@@ -322,11 +322,7 @@ contract ModelRegistry is AccessControl, Pausable, ReentrancyGuard {
         whenNotPaused
         onlyRole(EXECUTOR_ROLE)
     {
-        Request storage r = _requests[requestId];
-        if (r.status != Status.Pending) {
-            if (r.status == Status.None) revert UnknownRequest(requestId);
-            revert RequestNotPending(requestId, r.status);
-        }
+        Request storage r = _pending(requestId);
         if (block.timestamp >= r.deadline) revert RequestExpired(requestId, r.deadline);
         r.status = Status.Fulfilled;
         r.executor = msg.sender;
@@ -351,11 +347,7 @@ contract ModelRegistry is AccessControl, Pausable, ReentrancyGuard {
         nonReentrant
         onlyRole(EXECUTOR_ROLE)
     {
-        Request storage r = _requests[requestId];
-        if (r.status != Status.Pending) {
-            if (r.status == Status.None) revert UnknownRequest(requestId);
-            revert RequestNotPending(requestId, r.status);
-        }
+        Request storage r = _pending(requestId);
         if (block.timestamp >= r.deadline) revert RequestExpired(requestId, r.deadline);
         r.status = Status.Refunded;
         r.executor = msg.sender;
@@ -368,11 +360,7 @@ contract ModelRegistry is AccessControl, Pausable, ReentrancyGuard {
 
     /// @notice Returns the escrowed fee of an unfulfilled request to its requester after the deadline.
     function refund(uint256 requestId) external nonReentrant {
-        Request storage r = _requests[requestId];
-        if (r.status != Status.Pending) {
-            if (r.status == Status.None) revert UnknownRequest(requestId);
-            revert RequestNotPending(requestId, r.status);
-        }
+        Request storage r = _pending(requestId);
         if (msg.sender != r.requester) revert NotRequester(requestId, msg.sender);
         if (block.timestamp < r.deadline) revert RequestNotExpired(requestId, r.deadline);
         r.status = Status.Refunded;
@@ -554,6 +542,15 @@ contract ModelRegistry is AccessControl, Pausable, ReentrancyGuard {
         version = m.versions.length;
         m.versions.push(Version(rootCid, manifestCid, uint64(block.timestamp)));
         emit VersionAdded(modelId, version, rootCid, manifestCid);
+    }
+
+    /// @dev The request `requestId`, which must be pending.
+    function _pending(uint256 requestId) private view returns (Request storage r) {
+        r = _requests[requestId];
+        if (r.status != Status.Pending) {
+            if (r.status == Status.None) revert UnknownRequest(requestId);
+            revert RequestNotPending(requestId, r.status);
+        }
     }
 
     function _pageLen(uint256 total, uint256 offset, uint256 limit) private pure returns (uint256) {

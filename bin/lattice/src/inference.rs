@@ -14,12 +14,12 @@ use clap::{Args, Subcommand};
 use lattice_contracts::ModelRegistry;
 use lattice_evm::MODEL_REGISTRY_ADDRESS;
 use lattice_executor::{SignedReceipt, content};
-use lattice_runtime::{LoadOptions, Model, ModelSpec, Output, Request, Task};
+use lattice_runtime::{LoadOptions, Model, ModelSpec, Output, Request};
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::model::{GenerateOpts, print_outputs};
-use crate::registry::{RpcOpts, Signer, send_tx, sign_call};
+use crate::model::{GenerateOpts, InputOpts, print_outputs};
+use crate::registry::{RpcOpts, Signer, receipt_logs, send_tx, sign_call};
 use crate::rpc_client::Rpc;
 
 /// Arguments of `lattice model inference`.
@@ -28,16 +28,8 @@ pub(crate) struct InferenceArgs {
     /// The model: its id, name or root CID (with --local also a folder, a `.gguf` file, or a
     /// CID in the local store).
     model: String,
-    /// Text to embed or classify, or a prompt (repeat for a batch); with zero-shot models, the
-    /// candidate labels for the --file image.
-    #[arg(long, required_unless_present = "file")]
-    input: Vec<String>,
-    /// A file to run on: an image, a WAV file, or UTF-8 text.
-    #[arg(long)]
-    file: Option<PathBuf>,
-    /// The task (default: what the model is for).
-    #[arg(long)]
-    task: Option<String>,
+    #[command(flatten)]
+    what: InputOpts,
     #[command(flatten)]
     generate: GenerateOpts,
     /// Run here, without the chain: free public models (or a folder/CID you hold). No fee, no
@@ -63,22 +55,6 @@ pub(crate) struct InferenceArgs {
     password_file: Option<PathBuf>,
     #[command(flatten)]
     rpc: RpcOpts,
-}
-
-impl InferenceArgs {
-    fn request(&self) -> anyhow::Result<Request> {
-        Ok(Request {
-            inputs: self.input.clone(),
-            file: self
-                .file
-                .as_ref()
-                .map(|f| std::fs::read(f).with_context(|| format!("--file {}", f.display())))
-                .transpose()?,
-            task: self.task.as_deref().map(str::parse::<Task>).transpose()?,
-            params: self.generate.params(),
-            chat: self.generate.chat,
-        })
-    }
 }
 
 /// Arguments of `lattice model withdraw`.
@@ -131,24 +107,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `lattice model inference`.
 pub(crate) fn inference(ctx: &Ctx, args: InferenceArgs) -> anyhow::Result<()> {
-    let request = args.request()?;
+    let request = args.what.request(&args.generate)?;
     if args.local {
         return local(ctx, &args, &request);
     }
     let rt = runtime()?;
     let answer = rt.block_on(async {
-        let signer = Signer::connect(
-            &args.rpc.rpc,
+        let (signer, model, id) = signer_and_model(
+            &args.rpc,
             args.key.as_deref(),
             args.password_file.as_deref(),
+            &args.model,
         )
         .await?;
-        let model = get_model(&signer.rpc, &args.model).await?;
-        let id: B256 = model
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .context("lattice_getModel: no id")?;
         let price: U256 = model
             .get("price")
             .and_then(Value::as_str)
@@ -242,6 +213,23 @@ fn no_namespace(e: anyhow::Error) -> anyhow::Error {
     } else {
         e
     }
+}
+
+/// The node and key, and the model `what` names (its `lattice_getModel` view and id).
+async fn signer_and_model(
+    rpc: &RpcOpts,
+    key: Option<&str>,
+    password_file: Option<&Path>,
+    what: &str,
+) -> anyhow::Result<(Signer, Value, B256)> {
+    let signer = Signer::connect(&rpc.rpc, key, password_file).await?;
+    let model = get_model(&signer.rpc, what).await?;
+    let id: B256 = model
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .context("lattice_getModel: no id")?;
+    Ok((signer, model, id))
 }
 
 async fn get_model(rpc: &Rpc, what: &str) -> anyhow::Result<Value> {
@@ -399,18 +387,13 @@ fn run_deterministic(
 pub(crate) fn withdraw(ctx: &Ctx, args: WithdrawArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let out = rt.block_on(async {
-        let signer = Signer::connect(
-            &args.rpc.rpc,
+        let (signer, model, id) = signer_and_model(
+            &args.rpc,
             args.key.as_deref(),
             args.password_file.as_deref(),
+            &args.model,
         )
         .await?;
-        let model = get_model(&signer.rpc, &args.model).await?;
-        let id: B256 = model
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .context("lattice_getModel: no id")?;
         let call = ModelRegistry::withdrawCall { modelId: id };
         let (hash, receipt, block) = send_tx(
             ctx,
@@ -422,27 +405,10 @@ pub(crate) fn withdraw(ctx: &Ctx, args: WithdrawArgs) -> anyhow::Result<()> {
             Duration::from_secs(60),
         )
         .await?;
-        let mut amount = None;
-        for log in receipt
-            .get("logs")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let topics: Vec<B256> = log
-                .get("topics")
-                .and_then(Value::as_array)
-                .map(|ts| ts.iter().filter_map(|t| t.as_str()?.parse().ok()).collect())
-                .unwrap_or_default();
-            let data = log
-                .get("data")
-                .and_then(Value::as_str)
-                .and_then(|d| hex::decode(d).ok())
-                .unwrap_or_default();
-            if let Ok(ev) = ModelRegistry::Withdrawn::decode_raw_log(topics, &data) {
-                amount = Some(ev.amount);
-            }
-        }
+        let amount = receipt_logs(&receipt)
+            .into_iter()
+            .find_map(|(topics, data)| ModelRegistry::Withdrawn::decode_raw_log(topics, &data).ok())
+            .map(|ev| ev.amount);
         let amount = amount.context("withdraw succeeded but emitted no Withdrawn event")?;
         Ok::<_, anyhow::Error>(json!({
             "model_id": id,

@@ -41,18 +41,8 @@ pub(crate) struct RunArgs {
     /// A model folder (Hugging Face layout), a single `.gguf`/`.onnx` file, or the CID of a
     /// folder in the local store (verified block by block as it is read out).
     model: String,
-    /// Text to embed or classify, or the prompt to continue (repeat for a batch); with
-    /// zero-shot models, the candidate labels for the `--file` image (repeat for each).
-    #[arg(long, required_unless_present = "file")]
-    input: Vec<String>,
-    /// A file to run on: an image for image models (and CLIP), a WAV file for speech models,
-    /// UTF-8 text otherwise. Only zero-shot models take it together with `--input`.
-    #[arg(long)]
-    file: Option<PathBuf>,
-    /// The task (embed, classify, generate, classify-image, zero-shot, transcribe); default: what the
-    /// model is for.
-    #[arg(long)]
-    task: Option<String>,
+    #[command(flatten)]
+    what: InputOpts,
     /// cpu, cuda, cuda:N or metal (default: the best one found).
     #[arg(long)]
     device: Option<String>,
@@ -67,6 +57,40 @@ pub(crate) struct RunArgs {
     top_k: usize,
     #[command(flatten)]
     generate: GenerateOpts,
+}
+
+/// What to run a model on, in `model run` and `model inference`.
+#[derive(Debug, Args)]
+pub(crate) struct InputOpts {
+    /// Text to embed or classify, or the prompt to continue (repeat for a batch); with
+    /// zero-shot models, the candidate labels for the `--file` image (repeat for each).
+    #[arg(long, required_unless_present = "file")]
+    input: Vec<String>,
+    /// A file to run on: an image for image models (and CLIP), a WAV file for speech models,
+    /// UTF-8 text otherwise. Only zero-shot models take it together with `--input`.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The task (embed, classify, generate, classify-image, zero-shot, transcribe); default: what the
+    /// model is for.
+    #[arg(long)]
+    task: Option<String>,
+}
+
+impl InputOpts {
+    /// The request document these options and `generate` describe (the file read in).
+    pub(crate) fn request(&self, generate: &GenerateOpts) -> anyhow::Result<Request> {
+        Ok(Request {
+            inputs: self.input.clone(),
+            file: self
+                .file
+                .as_ref()
+                .map(|f| std::fs::read(f).with_context(|| format!("--file {}", f.display())))
+                .transpose()?,
+            task: self.task.as_deref().map(str::parse::<Task>).transpose()?,
+            params: generate.params(),
+            chat: generate.chat,
+        })
+    }
 }
 
 /// Generation settings of `model run` and `model inference`.
@@ -143,8 +167,8 @@ pub(crate) fn model_path(ctx: &Ctx, model: &str) -> anyhow::Result<PathBuf> {
 
 fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     let path = model_path(ctx, &a.model)?;
-    let task = a.task.as_deref().map(str::parse::<Task>).transpose()?;
-    let spec = ModelSpec::detect_with(&path, task)?;
+    let request = a.what.request(&a.generate)?;
+    let spec = ModelSpec::detect_with(&path, request.task)?;
     let options = LoadOptions {
         backend: a.backend.as_deref().map(str::parse).transpose()?,
         device: a.device.as_deref().map(str::parse).transpose()?,
@@ -157,18 +181,6 @@ fn run_model(ctx: &Ctx, a: RunArgs) -> anyhow::Result<()> {
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     spin.finish_and_clear();
 
-    let params = a.generate.params();
-    let request = Request {
-        inputs: a.input.clone(),
-        file: a
-            .file
-            .as_ref()
-            .map(|f| std::fs::read(f).with_context(|| f.display().to_string()))
-            .transpose()?,
-        task,
-        params,
-        chat: a.generate.chat,
-    };
     let inputs = request.inputs_for(model.task(), model.spec().family)?;
     let t = Instant::now();
     let results = model.run_batch(&inputs);

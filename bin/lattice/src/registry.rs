@@ -485,23 +485,8 @@ async fn send_deploy(
     )
     .await?;
     let (mut version, mut model_id_logged) = (None, None);
-    for log in receipt
-        .get("logs")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        let topics: Vec<B256> = log
-            .get("topics")
-            .and_then(Value::as_array)
-            .map(|ts| ts.iter().filter_map(|t| t.as_str()?.parse().ok()).collect())
-            .unwrap_or_default();
-        let Some(log_data) = log.get("data").map(hex_bytes).transpose()? else {
-            continue;
-        };
-        if topics.first() == Some(&ModelRegistry::VersionAdded::SIGNATURE_HASH)
-            && let Ok(ev) = ModelRegistry::VersionAdded::decode_raw_log(topics, &log_data)
-        {
+    for (topics, data) in receipt_logs(&receipt) {
+        if let Ok(ev) = ModelRegistry::VersionAdded::decode_raw_log(topics, &data) {
             version = Some(ev.version);
             model_id_logged = Some(ev.modelId);
         }
@@ -606,6 +591,27 @@ pub(crate) async fn sign_call(
         input: data.into(),
     };
     Ok(sign(key, tx)?.0)
+}
+
+/// The topics and data of every log in a JSON-RPC transaction receipt.
+pub(crate) fn receipt_logs(receipt: &Value) -> Vec<(Vec<B256>, Vec<u8>)> {
+    receipt
+        .get("logs")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|log| {
+            let topics = log
+                .get("topics")?
+                .as_array()?
+                .iter()
+                .filter_map(|t| t.as_str()?.parse().ok())
+                .collect();
+            let data = hex_bytes(log.get("data")?).ok()?;
+            Some((topics, data))
+        })
+        .collect()
 }
 
 /// Max fee and tip: the next block's base fee from `eth_feeHistory` (else the latest block's,
