@@ -48,6 +48,9 @@ pub(crate) enum BenchCommand {
     /// ModelRegistry at scale: fill it to N models, then p50/p99 of `getModel` and
     /// `listModels` over HTTP `eth_call`.
     Registry(bench_rpc::RegistryArgs),
+    /// Paid inference latency through a node (request → executor → fulfilment → answer)
+    /// beside the same model run directly here, as a ratio.
+    Inference(crate::bench_inference::InferenceBenchArgs),
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -157,6 +160,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Rpc(args) => return bench_rpc::rpc(ctx, args),
         BenchCommand::Registry(args) => return bench_rpc::registry(ctx, args),
         BenchCommand::Runtime(args) => return bench_runtime::runtime(ctx, args),
+        BenchCommand::Inference(args) => return crate::bench_inference::inference(ctx, args),
     };
     let runs = runs.max(1);
     let dir = dir.unwrap_or_else(|| ctx.datadir.join("bench"));

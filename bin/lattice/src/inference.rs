@@ -216,7 +216,7 @@ fn no_namespace(e: anyhow::Error) -> anyhow::Error {
 }
 
 /// The node and key, and the model `what` names (its `lattice_getModel` view and id).
-async fn signer_and_model(
+pub(crate) async fn signer_and_model(
     rpc: &RpcOpts,
     key: Option<&str>,
     password_file: Option<&Path>,
@@ -361,7 +361,7 @@ fn ensure_local(ctx: &Ctx, model: &str, peers: &[String]) -> anyhow::Result<Path
 
 /// Runs `request` on the model in `dir` as executors do (deterministic mode, one input at a
 /// time): the outputs, their canonical document, and the runtime's name.
-fn run_deterministic(
+pub(crate) fn run_deterministic(
     dir: &Path,
     request: &Request,
 ) -> anyhow::Result<(Vec<Output>, Vec<u8>, String)> {
@@ -370,17 +370,27 @@ fn run_deterministic(
         ..LoadOptions::default()
     };
     let model = Model::load(ModelSpec::detect_with(dir, request.task)?, &options)?;
+    let (outputs, doc) = run_loaded(&model, request)?;
+    Ok((
+        outputs,
+        doc,
+        lattice_executor::runtime_name(&model.describe()),
+    ))
+}
+
+/// Runs `request` on a loaded model one input at a time: the outputs and their canonical
+/// document.
+pub(crate) fn run_loaded(
+    model: &Model,
+    request: &Request,
+) -> anyhow::Result<(Vec<Output>, Vec<u8>)> {
     let inputs = request.inputs_for(model.task(), model.spec().family)?;
     let mut outputs = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
         outputs.push(model.run(input).with_context(|| format!("input {i}"))?);
     }
     let doc = lattice_runtime::outputs_document(&outputs);
-    Ok((
-        outputs,
-        doc,
-        lattice_executor::runtime_name(&model.describe()),
-    ))
+    Ok((outputs, doc))
 }
 
 /// `lattice model withdraw`.
