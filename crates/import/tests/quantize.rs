@@ -469,3 +469,63 @@ fn a_checkpoint_not_matching_its_config_is_refused_naming_the_tensor() {
     assert!(e.to_string().contains("blk.2."), "{e}");
     assert!(store.pins().expect("pins").is_empty());
 }
+
+#[test]
+fn a_sharded_checkpoint_gives_the_same_gguf() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = Store::open(tmp.path().join("store")).expect("store");
+    let importer = Importer::new(&store, tmp.path().join("work"), offline());
+    let whole = importer
+        .import(&req(&fixture(), Quantization::Q8_0), &Quiet)
+        .expect("import");
+
+    // The same tensors in two shards with an index, in a folder of the same name (the name
+    // is general.name in the GGUF).
+    let src = tmp.path().join("sharded/tiny-llama");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture().join(f), src.join(f)).expect("copy");
+    }
+    let tensors = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu)
+        .expect("load");
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let shard: std::collections::HashMap<String, candle_core::Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), tensors[*n].clone()))
+            .collect();
+        candle_core::safetensors::save(&shard, src.join(&file)).expect("save shard");
+        for n in part {
+            weight_map.insert((*n).clone(), file.clone().into());
+        }
+    }
+    std::fs::write(
+        src.join("model.safetensors.index.json"),
+        serde_json::to_vec(&serde_json::json!({"metadata": {}, "weight_map": weight_map}))
+            .expect("json"),
+    )
+    .expect("index");
+    let sharded = importer
+        .import(&req(&src, Quantization::Q8_0), &Quiet)
+        .expect("import sharded");
+    let gguf = |m: &lattice_import::Imported| {
+        m.manifest
+            .files
+            .iter()
+            .find(|f| f.path == "model.gguf")
+            .expect("model.gguf")
+            .cid
+            .clone()
+    };
+    assert_eq!(gguf(&sharded), gguf(&whole), "the same GGUF bytes");
+    assert!(
+        !sharded
+            .manifest
+            .files
+            .iter()
+            .any(|f| f.path.ends_with(".safetensors") || f.path.ends_with(".index.json"))
+    );
+}
