@@ -26,6 +26,8 @@ from transformers import (
     DistilBertForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
     RobertaConfig,
     RobertaForSequenceClassification,
     CLIPConfig,
@@ -219,6 +221,113 @@ def gpt2():
             "greedy": gen,
             "step_logits": [[float(f"{v:.6g}") for v in row] for row in steps.tolist()],
         })
+    (out / "reference.json").write_text(json.dumps({"torch": torch.__version__, "prompts": refs}) + "\n")
+    for extra in ["generation_config.json"]:
+        if (out / extra).exists():
+            os.remove(out / extra)
+    print(out, sum(f.stat().st_size for f in out.iterdir()), "bytes")
+
+
+LLAMA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+    "+ '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def llama():
+    """A tiny LlamaForCausalLM (grouped-query attention: 4 heads, 2 kv heads; tied embeddings;
+    rope_theta 100000 and rms_norm_eps 1e-5, not the defaults) with its own byte-level BPE
+    tokenizer split like SmolLM2's (digits one by one, then the GPT-2 regex) and ChatML special
+    tokens, trained a few hundred steps on CORPUS. Widths are multiples of 32 so Q8_0/Q4_0
+    apply to every matrix. The reference: PyTorch fp32 last-position logits and 16 greedy
+    tokens per prompt, with the greedy margin (best minus second-best logit) at every step.
+    `lattice model import --quantize` turns this folder into a GGUF."""
+    out = DATA / "tiny-llama"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=384,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.save(str(out / "tokenizer.json"))
+    eos = tok.token_to_id("<|endoftext|>")
+    (out / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<|endoftext|>",
+        "eos_token": "<|im_end|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "add_bos_token": False,
+        "model_max_length": 128,
+        "chat_template": LLAMA_CHAT_TEMPLATE,
+    }, indent=1) + "\n")
+    torch.manual_seed(17)
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=tok.token_to_id("<|im_end|>"),
+        pad_token_id=eos,
+        architectures=["LlamaForCausalLM"],
+    )
+    model = LlamaForCausalLM(config)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    data = [torch.tensor([tok.encode(t).ids]) for t in CORPUS[:6]]
+    for step in range(300):
+        x = data[step % len(data)]
+        loss = model(x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    print("loss", float(loss))
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    prompts = ["Once upon a time", "def add(a, b):", "The quick brown", "Count: one, two, 3 4"]
+    refs = []
+    for prompt in prompts:
+        ids = tok.encode(prompt).ids
+        x = torch.tensor([ids])
+        with torch.inference_mode():
+            logits = model(x).logits[0, -1]
+            gen = model.generate(
+                x,
+                max_new_tokens=16,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=eos,
+            )[0, len(ids):].tolist()
+            full = torch.tensor([ids + gen])
+            steps = model(full).logits[0, len(ids) - 1 : len(ids) - 1 + len(gen)]
+        top2 = steps.topk(2, dim=-1).values
+        refs.append({
+            "prompt": prompt,
+            "prompt_ids": ids,
+            "last_logits": [float(f"{v:.7g}") for v in logits.tolist()],
+            "greedy": gen,
+            "greedy_margins": [float(f"{v:.5g}") for v in (top2[:, 0] - top2[:, 1]).tolist()],
+            "text": tok.decode(gen),
+        })
+        print(repr(prompt), "->", repr(refs[-1]["text"]), "min margin", min(refs[-1]["greedy_margins"]))
     (out / "reference.json").write_text(json.dumps({"torch": torch.__version__, "prompts": refs}) + "\n")
     for extra in ["generation_config.json"]:
         if (out / extra).exists():
@@ -881,6 +990,7 @@ FIXTURES = {
     "bert-classifier": bert_classifier,
     "distilbert-classifier": distilbert_classifier,
     "gpt2": gpt2,
+    "llama": llama,
     "vit": vit,
     "roberta": roberta,
     "resnet": resnet,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
-use clap::Args;
-use lattice_import::{HubConfig, ImportRequest, Imported, Importer, Observer};
+use clap::{Args, ValueEnum};
+use lattice_import::{HubConfig, ImportRequest, Imported, Importer, Observer, Quantization};
 
 use crate::Ctx;
 
@@ -29,6 +29,32 @@ pub(crate) struct ImportArgs {
     /// current directory), reporting each; exits non-zero when any failed.
     #[arg(long, value_name = "FILE")]
     batch: Option<PathBuf>,
+    /// Convert a llama-family checkpoint (LlamaForCausalLM, MistralForCausalLM with a
+    /// byte-level BPE tokenizer.json) to one `model.gguf` with its weight matrices quantized
+    /// (norms stay F32; with q4_0 the output head is Q6_K/Q8_0, as llama.cpp's); the folder
+    /// imported holds the GGUF instead of the checkpoint.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    quantize: Option<QuantizeArg>,
+}
+
+/// `--quantize` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum QuantizeArg {
+    /// 4-bit blocks of 32 (4.5 bits a weight).
+    #[value(name = "q4_0")]
+    Q4_0,
+    /// 8-bit blocks of 32 (8.5 bits a weight).
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+impl From<QuantizeArg> for Quantization {
+    fn from(q: QuantizeArg) -> Self {
+        match q {
+            QuantizeArg::Q4_0 => Quantization::Q4_0,
+            QuantizeArg::Q8_0 => Quantization::Q8_0,
+        }
+    }
 }
 
 /// Progress bars on stderr (hidden with `--json` or without a terminal).
@@ -72,6 +98,7 @@ fn summary(source: &str, m: &Imported) -> serde_json::Value {
         "files": m.manifest.files,
         "bytes": m.bytes,
         "revision": m.manifest.source.revision,
+        "quantization": m.manifest.quantization,
     })
 }
 
@@ -87,6 +114,7 @@ pub(crate) fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
         revision: a.revision.clone(),
         name: a.name.clone(),
         download: a.download,
+        quantize: a.quantize.map(Into::into),
     };
     let Some(batch) = &a.batch else {
         let source = a.source.as_deref().unwrap_or_default();
@@ -96,10 +124,15 @@ pub(crate) fn run(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<()> {
             return ctx.print_json(&summary(source, &m));
         }
         eprintln!(
-            "imported {} ({}, {}): {} files, {} bytes",
+            "imported {} ({}, {}{}): {} files, {} bytes",
             m.manifest.name,
             m.manifest.task,
             m.manifest.format,
+            m.manifest
+                .quantization
+                .as_deref()
+                .map(|q| format!(" {q}"))
+                .unwrap_or_default(),
             m.manifest.files.len() + 1,
             m.bytes
         );

@@ -1,7 +1,8 @@
 //! `lattice model import` end to end with the real binary: a folder becomes a CID whose
 //! folder holds `lattice.json` and the model files and runs with `model run`; a Hugging Face
 //! cache entry resolves through its refs; `--batch` reports each model and carries on past
-//! a bad one; unsupported models are refused with the list of supported ones.
+//! a bad one; unsupported models are refused with the list of supported ones; `--quantize`
+//! turns a llama checkpoint into a GGUF that generates what PyTorch does.
 
 use std::path::Path;
 use std::process::Command;
@@ -299,4 +300,109 @@ fn an_unsupported_model_is_refused_listing_what_is_supported() {
         .output()
         .expect("pins");
     assert!(String::from_utf8_lossy(&pins.stdout).trim().is_empty());
+}
+
+/// Ids of a JSON array.
+fn id_list(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id"))
+        .collect()
+}
+
+#[test]
+fn quantize_q8_0_imports_a_gguf_that_generates_what_pytorch_does() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = data("tiny-llama");
+    let imported = json(
+        lattice(tmp.path())
+            .args(["--json", "model", "import"])
+            .arg(&src)
+            .args(["--quantize", "q8_0"])
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(imported["format"], "gguf");
+    assert_eq!(imported["task"], "generate");
+    assert_eq!(imported["quantization"], "q8_0");
+    let cid = imported["cid"].as_str().expect("cid").to_string();
+    let manifest = cat(tmp.path(), &format!("{cid}/lattice.json"));
+    assert_eq!(manifest["quantization"], "q8_0");
+    assert_eq!(manifest["format"], "gguf");
+    assert_eq!(manifest["architecture"], "LlamaForCausalLM");
+    let paths: Vec<&str> = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path"))
+        .collect();
+    assert!(paths.contains(&"model.gguf"), "{paths:?}");
+    assert!(!paths.contains(&"model.safetensors"), "{paths:?}");
+
+    // The CID generates PyTorch's greedy tokens. (tests/quantize.rs in lattice-import
+    // measures all 16 of every prompt; the 16th of one prompt is a near tie, so 15 here.)
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("reference.json")).expect("reference"))
+            .expect("json");
+    let prompts = reference["prompts"].as_array().expect("prompts");
+    let mut cmd = lattice(tmp.path());
+    cmd.args(["--json", "model", "run", &cid, "--max-tokens", "15"]);
+    for p in prompts {
+        cmd.args(["--input", p["prompt"].as_str().expect("prompt")]);
+    }
+    let run = json(cmd.output().expect("run"));
+    assert_eq!(run["format"], "gguf");
+    for (p, out) in prompts
+        .iter()
+        .zip(run["outputs"].as_array().expect("outputs"))
+    {
+        let want = id_list(&p["greedy"]);
+        assert_eq!(
+            id_list(&out["generation"]["tokens"]),
+            want[..15],
+            "{}",
+            p["prompt"]
+        );
+    }
+
+    // Values other than q4_0 and q8_0 are refused by the argument parser.
+    let out = lattice(tmp.path())
+        .args(["model", "import"])
+        .arg(&src)
+        .args(["--quantize", "q5_k"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("q5_k") && err.contains("q4_0") && err.contains("q8_0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quantize_refuses_an_unsupported_architecture_and_stores_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = lattice(tmp.path())
+        .args(["model", "import"])
+        .arg(data("tiny-bert-classifier"))
+        .args(["--quantize", "q4_0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--quantize")
+            && err.contains("BertForSequenceClassification")
+            && err.contains("LlamaForCausalLM")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    let pins = lattice(tmp.path())
+        .args(["ipfs", "pin", "ls"])
+        .output()
+        .expect("pins");
+    assert!(String::from_utf8_lossy(&pins.stdout).trim().is_empty());
+    assert!(!tmp.path().join("import/quantized").exists());
 }

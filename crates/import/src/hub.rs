@@ -19,9 +19,9 @@ use futures::StreamExt;
 use reqwest::header::{self, HeaderMap};
 use sha2::{Digest, Sha256};
 
-use crate::Observer;
 use crate::error::{ImportError, Result, io};
 use crate::select::select;
+use crate::{Observer, Quantization};
 
 /// Where the hub and its cache are.
 #[derive(Debug, Clone)]
@@ -102,12 +102,25 @@ impl HubConfig {
         revision: &str,
         observer: &dyn Observer,
     ) -> Result<(PathBuf, String)> {
+        self.download_for(repo, revision, None, observer)
+    }
+
+    /// [`HubConfig::download`] for an import quantized as `quantize` says: the model is
+    /// judged (before any weights are downloaded) by what `--quantize` converts rather than
+    /// by what the runtime runs as it is.
+    pub(crate) fn download_for(
+        &self,
+        repo: &str,
+        revision: &str,
+        quantize: Option<Quantization>,
+        observer: &dyn Observer,
+    ) -> Result<(PathBuf, String)> {
         check_revision(revision)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| ImportError::Hub(format!("starting the HTTP client: {e}")))?;
-        rt.block_on(self.download_async(repo, revision, observer))
+        rt.block_on(self.download_async(repo, revision, quantize, observer))
     }
 
     /// An HTTP client; `follow`: whether it follows redirects (the content may sit behind
@@ -145,6 +158,7 @@ impl HubConfig {
         &self,
         repo: &str,
         revision: &str,
+        quantize: Option<Quantization>,
         observer: &dyn Observer,
     ) -> Result<(PathBuf, String)> {
         let client = self.client(false)?;
@@ -203,7 +217,7 @@ impl HubConfig {
         let mut checked = false;
         for file in meta.into_iter().chain(weights) {
             if !checked && is_weights(file) {
-                crate::precheck(&snapshot, &files)?;
+                crate::precheck(&snapshot, &files, quantize)?;
                 checked = true;
             }
             safe_name(file)?;
@@ -226,7 +240,7 @@ impl HubConfig {
             std::fs::rename(&tmp, &link).map_err(io(&link))?;
         }
         if !checked {
-            crate::precheck(&snapshot, &files)?;
+            crate::precheck(&snapshot, &files, quantize)?;
         }
         if revision != info.sha {
             // Revisions like `refs/pr/1` are nested.

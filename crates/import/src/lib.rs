@@ -6,8 +6,9 @@
 //! Owns: resolving a source to files on disk ([`Source`], [`HubConfig`]: the cache layout of
 //! `huggingface_hub`, resumable and sha256-checked downloads into it), choosing the files a
 //! model needs ([`select()`]), converting PyTorch checkpoints to safetensors
-//! ([`pytorch_to_safetensors`]), the manifest ([`Manifest`]) and the import itself
-//! ([`Importer`]).
+//! ([`pytorch_to_safetensors`]), converting llama-family checkpoints to one quantized GGUF
+//! (`--quantize`, [`Quantization`]; module `gguf`), the manifest ([`Manifest`]) and the import
+//! itself ([`Importer`]).
 //!
 //! Never: imports a model the runtime refuses ([`lattice_runtime::ModelSpec::detect`] decides
 //! before anything is stored); keeps a downloaded LFS file whose sha256 is not the one the
@@ -27,12 +28,14 @@ use sha2::{Digest, Sha256};
 
 mod convert;
 mod error;
+mod gguf;
 mod hub;
 mod manifest;
 mod select;
 
 pub use convert::pytorch_to_safetensors;
 pub use error::{ImportError, Result};
+pub use gguf::{GGUF_FILE, QUANTIZE_SUPPORTED, Quantization};
 pub use hub::{HubConfig, is_commit};
 pub use manifest::{FileEntry, MANIFEST_FILE, Manifest, SCHEMA, SourceInfo, license_of};
 pub use select::{PYTORCH_BIN, select};
@@ -105,6 +108,10 @@ pub struct ImportRequest {
     pub name: Option<String>,
     /// Download from the hub even when the cache has the revision.
     pub download: bool,
+    /// Convert the checkpoint (a llama-family decoder) to one GGUF file with its weights
+    /// quantized so ([`QUANTIZE_SUPPORTED`] says which models); the imported folder holds
+    /// `model.gguf` instead of the checkpoint.
+    pub quantize: Option<Quantization>,
 }
 
 /// A finished import.
@@ -171,6 +178,11 @@ impl<'a> Importer<'a> {
                 )));
             }
         }
+        // Judged before any work: a model --quantize cannot convert is refused here.
+        let plan = match req.quantize {
+            Some(_) => Some(gguf::precheck(&resolved.dir, &chosen)?),
+            None => None,
+        };
 
         // Stage: a folder of links to the chosen files, at a path that depends only on the
         // source, so the store's import cache recognises the files on a rerun.
@@ -183,6 +195,7 @@ impl<'a> Importer<'a> {
         }
         std::fs::create_dir_all(&stage).map_err(io(&stage))?;
         let mut bin = None;
+        let mut checkpoint = Vec::new();
         for f in &chosen {
             let from = resolved.dir.join(f);
             if f == PYTORCH_BIN {
@@ -190,8 +203,27 @@ impl<'a> Importer<'a> {
                 continue;
             }
             let target = from.canonicalize().map_err(io(&from))?;
+            if plan.is_some() && !select::is_metadata(f) {
+                // Quantized: the checkpoint is read, not imported.
+                if f.ends_with(".safetensors") {
+                    checkpoint.push(target);
+                }
+                continue;
+            }
             let to = stage.join(f);
             std::os::unix::fs::symlink(&target, &to).map_err(io(&to))?;
+        }
+        if let (Some(plan), Some(q)) = (&plan, req.quantize) {
+            if let Some(bin) = &bin {
+                checkpoint = vec![self.convert(bin, observer)?];
+            }
+            let out = self.quantized(&resolved.stage_key, &stage, &checkpoint, q, &name)?;
+            if !out.is_file() {
+                gguf::write(plan, &checkpoint, q, &name, &out, observer)?;
+            }
+            let link = stage.join(GGUF_FILE);
+            std::os::unix::fs::symlink(&out, &link).map_err(io(&link))?;
+            bin = None;
         }
         let weights = stage.join("model.safetensors");
         if bin.is_some() {
@@ -236,7 +268,8 @@ impl<'a> Importer<'a> {
         let license = std::fs::read_to_string(stage.join("README.md"))
             .ok()
             .and_then(|r| license_of(&r));
-        let manifest = Manifest::new(name, resolved.source, &spec, entries, license);
+        let mut manifest = Manifest::new(name, resolved.source, &spec, entries, license);
+        manifest.quantization = req.quantize.map(|q| q.as_str().to_string());
         let mut json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| ImportError::Source(format!("manifest: {e}")))?;
         json.push(b'\n');
@@ -297,7 +330,7 @@ impl<'a> Importer<'a> {
                 // the same bytes), so the manifest — and the CID — say the same.
                 let (dir, commit) = match cached {
                     Some(found) => found,
-                    None => self.hub.download(&repo, rev, observer)?,
+                    None => self.hub.download_for(&repo, rev, req.quantize, observer)?,
                 };
                 Ok(Resolved {
                     stage_key: format!("hf:{repo}@{commit}"),
@@ -311,6 +344,49 @@ impl<'a> Importer<'a> {
                 })
             }
         }
+    }
+
+    /// Where the GGUF of a quantized import is kept: under `<work>/quantized/`, named by the
+    /// source, the quantization, the name, the staged metadata's bytes and the checkpoint
+    /// files' sizes and modification times, so a rerun reuses it and a changed source does not.
+    fn quantized(
+        &self,
+        stage_key: &str,
+        stage: &Path,
+        checkpoint: &[PathBuf],
+        q: Quantization,
+        name: &str,
+    ) -> Result<PathBuf> {
+        let mut h = Sha256::new();
+        for part in [GGUF_KEY_VERSION, stage_key, q.as_str(), name] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let mut meta: Vec<PathBuf> = std::fs::read_dir(stage)
+            .map_err(io(stage))?
+            .map(|e| e.map(|e| e.path()).map_err(io(stage)))
+            .collect::<Result<_>>()?;
+        meta.sort();
+        for p in &meta {
+            h.update(
+                p.file_name()
+                    .map(|n| n.as_encoded_bytes())
+                    .unwrap_or_default(),
+            );
+            h.update(std::fs::read(p).map_err(io(p))?);
+        }
+        for p in checkpoint {
+            let m = std::fs::metadata(p).map_err(io(p))?;
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            h.update(format!("{}\0{}\0{mtime}\0", p.display(), m.len()).as_bytes());
+        }
+        let dir = self.work.join("quantized");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(dir.join(format!("{}-{q}.gguf", &hub::hex(&h.finalize())[..32])))
     }
 
     /// `bin` converted to safetensors, kept under `<work>/converted/<sha256 of bin>` so a
@@ -343,10 +419,17 @@ impl<'a> Importer<'a> {
     }
 }
 
+/// Bumped when the GGUF conversion changes, so cached conversions are redone.
+const GGUF_KEY_VERSION: &str = "lattice-gguf-1";
+
 /// Refuses a model the runtime cannot run from its metadata alone: `dir` holds the
 /// metadata files of `files` (the weights may still be missing); a scratch folder gets links
-/// to them and empty stand-ins for the weights, and [`ModelSpec::detect`] judges it.
-pub(crate) fn precheck(dir: &Path, files: &[String]) -> Result<()> {
+/// to them and empty stand-ins for the weights, and [`ModelSpec::detect`] judges it. With
+/// `quantize`, the question is whether `--quantize` can convert it instead.
+pub(crate) fn precheck(dir: &Path, files: &[String], quantize: Option<Quantization>) -> Result<()> {
+    if quantize.is_some() {
+        return gguf::precheck(dir, files).map(|_| ());
+    }
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let scratch = std::env::temp_dir().join(format!("lattice-precheck-{}-{n}", std::process::id()));

@@ -60,6 +60,10 @@ pub struct Manifest {
     pub outputs: Value,
     /// The model card's `license:` (README.md front matter), if any.
     pub license: Option<String>,
+    /// The quantization the weights were converted to on import (`q4_0`, `q8_0`; the
+    /// checkpoint became `model.gguf`); absent when the weights are as published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
 }
 
 impl Manifest {
@@ -94,6 +98,7 @@ impl Manifest {
             inputs,
             outputs,
             license,
+            quantization: None,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! - metadata, always when present: `config.json`, `generation_config.json`,
 //!   `preprocessor_config.json`, the tokenizer files (`tokenizer.json`,
 //!   `tokenizer_config.json`, `special_tokens_map.json`, `added_tokens.json`, `vocab.txt`,
-//!   `vocab.json`, `merges.txt`, `*.model` sentencepiece files), `README.md` and `LICENSE*`;
+//!   `vocab.json`, `merges.txt`, `*.model` sentencepiece files, `chat_template.jinja`),
+//!   `README.md` and `LICENSE*`;
 //! - weights in one format, the first present of: `*.safetensors` (+
 //!   `model.safetensors.index.json`), `*.gguf`, `pytorch_model.bin` (converted to
 //!   safetensors on import), `*.onnx`. The other formats' duplicates (`tf_model.h5`,
@@ -24,13 +25,14 @@ const METADATA: &[&str] = &[
     "vocab.txt",
     "vocab.json",
     "merges.txt",
+    "chat_template.jinja",
     "README.md",
 ];
 
 /// The PyTorch checkpoint converted to safetensors when a repository has no safetensors.
 pub const PYTORCH_BIN: &str = "pytorch_model.bin";
 
-fn is_metadata(name: &str) -> bool {
+pub(crate) fn is_metadata(name: &str) -> bool {
     METADATA.contains(&name)
         || name.starts_with("LICENSE")
         || (name.ends_with(".model") && !name.contains('/'))

@@ -12,7 +12,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use lattice_import::{HubConfig, ImportError, ImportRequest, Importer, Quiet};
+use lattice_import::{HubConfig, ImportError, ImportRequest, Importer, Quantization, Quiet};
 use lattice_store::Store;
 use sha2::{Digest, Sha256};
 
@@ -480,6 +480,58 @@ fn an_unsupported_repository_is_refused_before_its_weights_are_downloaded() {
         msg.contains("\"t5\"") && msg.contains("supported:"),
         "{msg}"
     );
+    let log = s.hub.log.lock().expect("log");
+    assert!(
+        log.iter()
+            .all(|(_, p, _, _)| !p.contains("model.safetensors")),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn quantize_downloads_a_llama_checkpoint_and_refuses_others_before_their_weights() {
+    let s = setup();
+    let llama = s.hub.root.join("org/tiny-llama");
+    std::fs::create_dir_all(&llama).expect("mkdir");
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(data("tiny-llama").join(f), llama.join(f)).expect("copy");
+    }
+    let importer = Importer::new(&s.store, &s.work, s.config.clone());
+    let quantized = |repo: &str| ImportRequest {
+        quantize: Some(Quantization::Q8_0),
+        ..req(repo)
+    };
+    // Without --quantize the runtime cannot run a llama checkpoint: refused before its weights.
+    let e = importer
+        .import(&req("org/tiny-llama"), &Quiet)
+        .expect_err("llama safetensors");
+    assert!(e.to_string().contains("\"llama\""), "{e}");
+    let m = importer
+        .import(&quantized("org/tiny-llama"), &Quiet)
+        .expect("quantized import");
+    assert_eq!(m.manifest.format, "gguf");
+    assert_eq!(m.manifest.quantization.as_deref(), Some("q8_0"));
+    assert_eq!(m.manifest.source.kind, "hf");
+    assert!(m.manifest.files.iter().any(|f| f.path == "model.gguf"));
+
+    // GPT-2 is not converted, and its weights are never asked for.
+    s.hub.log.lock().expect("log").clear();
+    let e = importer
+        .import(
+            &ImportRequest {
+                download: true,
+                ..quantized("org/tiny-gpt2")
+            },
+            &Quiet,
+        )
+        .expect_err("gpt2");
+    assert!(matches!(e, ImportError::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("GPT2LMHeadModel"), "{e}");
     let log = s.hub.log.lock().expect("log");
     assert!(
         log.iter()

@@ -35,6 +35,10 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 use crate::error::{Result, RuntimeError};
 use crate::generate::{GenerateParams, Generation, StopReason, find_stop, sample};
 
+/// The most positions the runtime attends over: candle precomputes its rotary tables for
+/// this many ([`quantized_llama::MAX_SEQ_LEN`]); `llama.context_length` is capped at it.
+pub const MAX_CONTEXT: usize = quantized_llama::MAX_SEQ_LEN;
+
 /// GGUF `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
 const TOKEN_TYPE_CONTROL: i32 = 3;
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
@@ -150,11 +154,11 @@ impl Llama {
                 path.display()
             )));
         }
-        // candle precomputes rotary tables for MAX_SEQ_LEN positions; beyond that it cannot go.
+        // candle precomputes rotary tables for MAX_CONTEXT positions; beyond that it cannot go.
         let context_length = md_u32(md, "llama.context_length")
             .map(|c| c as usize)
-            .unwrap_or(quantized_llama::MAX_SEQ_LEN)
-            .clamp(1, quantized_llama::MAX_SEQ_LEN);
+            .unwrap_or(MAX_CONTEXT)
+            .clamp(1, MAX_CONTEXT);
 
         let gguf_tok = GgufTokenizer::from_metadata(md).map_err(|e| invalid(path, e))?;
         let chat_template = md_str(md, "tokenizer.chat_template").map(str::to_owned);
@@ -299,6 +303,34 @@ impl Llama {
             }
             _ => user_message.to_owned(),
         }
+    }
+
+    /// The logits of the last of `tokens` (ids, no BOS added) at positions `pos..`, as
+    /// `[vocab]` f32: with `pos` 0 the KV cache starts afresh; otherwise it must hold the
+    /// `pos` tokens before (from earlier calls). For verification against a reference
+    /// implementation.
+    pub fn logits(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(RuntimeError::InvalidInput("no tokens".into()));
+        }
+        let vocab = self.tokenizer.get_vocab_size(true);
+        if let Some(t) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(RuntimeError::InvalidInput(format!(
+                "token id {t} is beyond the vocabulary ({vocab})"
+            )));
+        }
+        if pos + tokens.len() > self.context_length {
+            return Err(RuntimeError::InvalidInput(format!(
+                "{} positions; the context holds {}",
+                pos + tokens.len(),
+                self.context_length
+            )));
+        }
+        if pos == 0 {
+            self.model.clear_kv_cache();
+        }
+        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        Ok(self.forward(&input, pos)?.to_vec1::<f32>()?)
     }
 
     /// Bytes of weights held (approximate, for the LRU cache).
