@@ -602,3 +602,72 @@ fn pending_requests_are_answered_after_a_restart() {
         U256::from(5) * U256::from(100_000_000_000_000u64) / U256::from(10)
     );
 }
+
+/// A Hugging Face llama checkpoint quantized to GGUF at import answers a paid prompt through
+/// the executor, and re-running the receipt reproduces the generated tokens bit for bit.
+#[test]
+fn a_quantized_llm_answers_paid_prompts_reproducibly() {
+    let node_dir = tempfile::tempdir().expect("tmp");
+    let client = tempfile::tempdir().expect("tmp");
+    let llama = runtime_data("tiny-llama");
+    let import = |dir: &Path| {
+        ok_json(
+            lattice(dir)
+                .args(["--json", "model", "import"])
+                .arg(&llama)
+                .args(["--quantize", "q8_0"])
+                .output()
+                .expect("import"),
+        )["cid"]
+            .as_str()
+            .expect("cid")
+            .to_string()
+    };
+    let cid = import(node_dir.path());
+    assert_eq!(import(client.path()), cid, "quantizing is deterministic");
+    let node = start_instant(node_dir.path(), &[]);
+    let url = node.url.as_str();
+    ok_json(model(
+        client.path(),
+        url,
+        &["deploy", &cid, "--price", "0.0002", "--key", &key(OWNER)],
+    ));
+    let receipt_file = client.path().join("receipt.json");
+    let answer = ok_json(inference(
+        client.path(),
+        url,
+        &[
+            "tiny-llama",
+            "--input",
+            "Once upon a time",
+            "--max-tokens",
+            "12",
+            "--key",
+            &key(USER),
+            "--receipt-out",
+            receipt_file.to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(answer["status"], json!("fulfilled"), "{answer}");
+    let generation = &answer["outputs"][0]["generation"];
+    assert_eq!(
+        generation["tokens"].as_array().map(Vec::len),
+        Some(12),
+        "{answer}"
+    );
+    assert_eq!(
+        generation["prompt_ms"],
+        json!(0.0),
+        "timings are not part of the answer"
+    );
+    let verified = ok_json(
+        lattice(client.path())
+            .args(["--json", "receipt", "verify"])
+            .arg(&receipt_file)
+            .args(["--reexecute", "--rpc", url])
+            .output()
+            .expect("receipt verify"),
+    );
+    assert_eq!(verified["reexecuted"]["matches"], json!(true), "{verified}");
+    assert_eq!(verified["valid"], json!(true), "{verified}");
+}
