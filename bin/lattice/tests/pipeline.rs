@@ -1,6 +1,6 @@
 //! The model lifecycle end to end, with real processes on loopback: an author imports
 //! MiniLM (from its PyPI wheel) and deploys it; a node (`lattice devnet` with its executor)
-//! fetches it from the author's `ipfs serve` when the first paid request arrives; a user
+//! fetches it from the author's `ipfs serve` (Kubo RPC API) when the first paid request arrives; a user
 //! pays, gets the embedding and a signed receipt, re-executes it bit for bit; the owner
 //! withdraws and every balance adds up. Then the bad paths: an unpaid request, a private model
 //! without a grant, tampered store blocks, an unknown model, malformed input.
@@ -86,7 +86,10 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     );
     let port = free_port();
     let peer = format!("http://127.0.0.1:{port}");
-    let node = start_instant(node_dir, &["--peer", &peer]);
+    // The node reaches the author's store through its Kubo RPC API (`ipfs serve` answers
+    // both); verifiers use the trustless gateway.
+    let kubo_peer = format!("kubo+http://127.0.0.1:{port}");
+    let node = start_instant(node_dir, &["--peer", &kubo_peer]);
     let url = node.url.as_str();
 
     // Import and deploy: the author's store holds the model, the node does not.
@@ -454,7 +457,7 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
         flip_in_store(node_dir, &weights[mid..mid + 64]) >= 1,
         "flipped the node's copy"
     );
-    let node = start_instant(node_dir, &["--peer", &peer]);
+    let node = start_instant(node_dir, &["--peer", &kubo_peer]);
     let url = node.url.as_str();
     let out = inference(
         client,
