@@ -16,7 +16,7 @@ use alloy_eips::{Decodable2718, eip1559::BaseFeeParams};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use lattice_evm::{
     Account, BlockParams, CallError, CallOutcome, CallRequest, ExecutedBlock, Genesis, Head,
-    LatticePrecompiles, StateDb, StateOverrides, TxRejection,
+    LatticePrecompiles, PendingState, StateDb, StateOverrides, TxRejection,
 };
 use tokio::sync::{Notify, broadcast};
 
@@ -331,17 +331,36 @@ impl Node {
     /// [`Node::finalize`] (or to consensus). Transactions that turn out
     /// invalid are dropped from the pool; ones that did not fit stay.
     pub fn propose(&self, timestamp: u64) -> Result<ExecutedBlock, ChainError> {
-        let _guard = lock(&self.produce);
         let parent = self.head_header()?;
-        let base_fee = self.next_base_fee()?;
-        let txs = lock(&self.pool).best(base_fee, self.config.gas_limit, self.config.max_block_txs);
+        self.propose_on(&PendingState::new(), &parent, timestamp)
+    }
+
+    /// [`Node::propose`] on a parent that is not committed yet: `pending`
+    /// holds the executed, uncommitted blocks from the head's child to
+    /// `parent` (empty: `parent` is the head). What the pending blocks
+    /// already include is left out; nothing is committed. For a consensus
+    /// engine that builds on a notarized, not yet finalized block.
+    pub fn propose_on(
+        &self,
+        pending: &PendingState,
+        parent: &Header,
+        timestamp: u64,
+    ) -> Result<ExecutedBlock, ChainError> {
+        let _guard = lock(&self.produce);
+        let base_fee = next_base_fee_after(parent);
+        let mut txs =
+            lock(&self.pool).best(base_fee, self.config.gas_limit, self.config.max_block_txs);
+        if !pending.is_empty() {
+            txs.retain(|tx| !pending.includes(tx.tx_hash()));
+        }
         let params = BlockParams {
             timestamp: timestamp.max(parent.timestamp + 1),
             ..BlockParams::new(self.config.coinbase, 0, self.config.gas_limit)
         };
-        let block = lattice_evm::execute_recovered(
+        let block = lattice_evm::execute_recovered_on(
             &self.db,
-            &parent,
+            pending,
+            parent,
             txs,
             &params,
             &self.config.precompiles,
@@ -359,7 +378,8 @@ impl Node {
                     TxRejection::BlockGasExhausted { .. }
                         | TxRejection::NonceTooHigh { .. }
                         | TxRejection::FeeCapBelowBaseFee { .. }
-                );
+                ) || (!pending.is_empty()
+                    && matches!(r.reason, TxRejection::NonceTooLow { .. }));
                 if !waits {
                     tracing::debug!(hash = %r.hash, reason = %r.reason, "dropping invalid transaction");
                     pool.remove(&r.hash);
@@ -379,8 +399,20 @@ impl Node {
         header: &Header,
         transactions: Vec<TxEnvelope>,
     ) -> Result<ExecutedBlock, VerifyError> {
-        let _guard = lock(&self.produce);
         let parent = self.head_header().map_err(VerifyError::Chain)?;
+        self.verify_on(&PendingState::new(), &parent, header, transactions)
+    }
+
+    /// [`Node::verify`] on a parent that is not committed yet (`pending` as
+    /// for [`Node::propose_on`]; empty: `parent` is the head).
+    pub fn verify_on(
+        &self,
+        pending: &PendingState,
+        parent: &Header,
+        header: &Header,
+        transactions: Vec<TxEnvelope>,
+    ) -> Result<ExecutedBlock, VerifyError> {
+        let _guard = lock(&self.produce);
         let parent_hash = parent.hash_slow();
         if header.parent_hash != parent_hash || header.number != parent.number + 1 {
             return Err(VerifyError::NotOnHead {
@@ -396,9 +428,10 @@ impl Node {
             prevrandao: header.mix_hash,
             extra_data: header.extra_data.clone(),
         };
-        let block = lattice_evm::execute_block_with(
+        let block = lattice_evm::execute_block_on(
             &self.db,
-            &parent,
+            pending,
+            parent,
             transactions,
             &params,
             &self.config.precompiles,

@@ -19,7 +19,8 @@ use revm::{DatabaseRef, bytecode::Bytecode, state::AccountInfo};
 use crate::{
     error::StateError,
     execute::{ExecutedBlock, StateDiff},
-    trie,
+    pending::PendingState,
+    trie::{self, Merge},
 };
 
 const ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
@@ -384,7 +385,32 @@ impl StateDb {
             codes: Arc::clone(&self.codes),
             hashed: RefCell::default(),
             head,
+            pending: None,
         })
+    }
+
+    /// A read view of the committed head with `pending` (blocks built on
+    /// the head, not committed) layered over it; refused if the head moved
+    /// since the pending chain was built.
+    pub(crate) fn snapshot_pending(
+        &self,
+        pending: &PendingState,
+    ) -> Result<StateSnapshot, StateError> {
+        let mut snap = self.snapshot()?;
+        if pending.is_empty() {
+            return Ok(snap);
+        }
+        let head = snap.head.ok_or(StateError::NotInitialized)?;
+        if pending.base() != Some(head.hash) {
+            let (number, parent) = pending.tip().unwrap_or_default();
+            return Err(StateError::NotOnHead {
+                number,
+                parent,
+                head: head.hash,
+            });
+        }
+        snap.pending = Some(Arc::new(pending.clone()));
+        Ok(snap)
     }
 
     /// A read view of the state after block `number` (the head, or any
@@ -610,10 +636,21 @@ pub(crate) struct StateSnapshot {
     /// keccak(address) of addresses already seen by this snapshot.
     hashed: RefCell<FastMap<Address, B256>>,
     pub(crate) head: Option<Head>,
+    /// Uncommitted blocks read before the tables (only with `at` `None`).
+    pending: Option<Arc<PendingState>>,
 }
+
+type Rows<'a, T> = Box<dyn Iterator<Item = Result<T, StateError>> + 'a>;
 
 impl StateSnapshot {
     pub(crate) fn account(&self, hashed_address: B256) -> Result<Option<Account>, StateError> {
+        if let Some(account) = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.account(&hashed_address))
+        {
+            return Ok(account);
+        }
         if let Some(n) = self.at {
             let mut lo = [0u8; 40];
             lo[..32].copy_from_slice(hashed_address.as_slice());
@@ -647,6 +684,18 @@ impl StateSnapshot {
         hashed_address: B256,
         hashed_slot: B256,
     ) -> Result<U256, StateError> {
+        if let Some(storage) = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.storage(&hashed_address))
+        {
+            if let Some(value) = storage.slots.get(&hashed_slot) {
+                return Ok(*value);
+            }
+            if storage.wiped {
+                return Ok(U256::ZERO);
+            }
+        }
         if let Some(n) = self.at {
             let mut lo = [0u8; 72];
             lo[..64].copy_from_slice(&storage_key(hashed_address, hashed_slot));
@@ -671,30 +720,58 @@ impl StateSnapshot {
     pub(crate) fn storage_slots(
         &self,
         hashed_address: B256,
-    ) -> Result<impl Iterator<Item = Result<(B256, U256), StateError>> + '_, StateError> {
+    ) -> Result<Rows<'_, (B256, U256)>, StateError> {
         let (lo, hi) = storage_bounds(hashed_address);
         let range = self.storage.range(&lo[..]..=&hi[..])?;
-        Ok(range.map(|row| {
+        let stored = range.map(|row| {
             let (k, v) = row?;
             Ok((B256::from_slice(&k.value()[32..]), decode_u256(v.value())?))
-        }))
+        });
+        let Some(pending) = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.storage(&hashed_address))
+        else {
+            return Ok(Box::new(stored));
+        };
+        let changes: Vec<(B256, Option<U256>)> = pending
+            .slots
+            .iter()
+            .map(|(k, v)| (*k, (!v.is_zero()).then_some(*v)))
+            .collect();
+        if pending.wiped {
+            return Ok(Box::new(
+                changes
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| Ok((k, v)))),
+            ));
+        }
+        Ok(Box::new(Merge::new(stored, changes.into_iter())))
     }
 
     /// Every stored account, ascending by hashed address.
-    pub(crate) fn accounts(
-        &self,
-    ) -> Result<impl Iterator<Item = Result<(B256, Account), StateError>> + '_, StateError> {
-        Ok(self.accounts.iter()?.map(|row| {
+    pub(crate) fn accounts(&self) -> Result<Rows<'_, (B256, Account)>, StateError> {
+        let stored = self.accounts.iter()?.map(|row| {
             let (k, v) = row?;
             let key = B256::try_from(k.value())
                 .map_err(|_| StateError::Corrupt("account key length".into()))?;
             Ok((key, Account::decode(v.value())?))
-        }))
+        });
+        match &self.pending {
+            None => Ok(Box::new(stored)),
+            Some(p) => Ok(Box::new(Merge::new(
+                stored,
+                p.sorted_accounts().into_iter(),
+            ))),
+        }
     }
 
     pub(crate) fn code(&self, code_hash: B256) -> Result<Option<Bytes>, StateError> {
         if code_hash == KECCAK_EMPTY {
             return Ok(Some(Bytes::new()));
+        }
+        if let Some(code) = self.pending.as_ref().and_then(|p| p.code(&code_hash)) {
+            return Ok(Some(code.clone()));
         }
         Ok(self
             .code
@@ -703,6 +780,9 @@ impl StateSnapshot {
     }
 
     pub(crate) fn block_hash(&self, number: u64) -> Result<Option<B256>, StateError> {
+        if let Some(hash) = self.pending.as_ref().and_then(|p| p.block_hash(number)) {
+            return Ok(Some(hash));
+        }
         self.block_hashes
             .get(number)?
             .map(|v| {
@@ -748,7 +828,7 @@ impl DatabaseRef for StateSnapshot {
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, StateError> {
         // The head's slots come from the shared cache when present.
         let cached_head = match (self.at, self.head) {
-            (None, Some(h)) => Some(h.number),
+            (None, Some(h)) if self.pending.is_none() => Some(h.number),
             _ => None,
         };
         if let Some(h) = cached_head

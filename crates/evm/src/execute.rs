@@ -24,6 +24,7 @@ use revm::{
 use crate::{
     db::{Account, StateDb, StateSnapshot, hash_slot},
     error::{BlockError, StateError, TxRejection},
+    pending::PendingState,
     precompile::LatticePrecompiles,
     trie::{self, Merge},
 };
@@ -169,7 +170,44 @@ pub fn execute_block_with(
     precompiles: &LatticePrecompiles,
 ) -> Result<ExecutedBlock, BlockError> {
     let senders: Vec<Option<Address>> = txs.par_iter().map(|tx| tx.recover_signer().ok()).collect();
-    execute_with_senders(db, parent, txs, senders, params, precompiles)
+    execute_with_senders(db, None, parent, txs, senders, params, precompiles)
+}
+
+/// Like [`execute_block_with`] on the state after `pending` (executed,
+/// uncommitted blocks descending from the committed head): `parent` must be
+/// the last pending block, or the committed head when `pending` is empty.
+/// Lets a validator build on or verify a child of a block consensus has not
+/// finalized yet. Nothing is written to `db`.
+pub fn execute_block_on(
+    db: &StateDb,
+    pending: &PendingState,
+    parent: &Header,
+    txs: Vec<TxEnvelope>,
+    params: &BlockParams,
+    precompiles: &LatticePrecompiles,
+) -> Result<ExecutedBlock, BlockError> {
+    let senders: Vec<Option<Address>> = txs.par_iter().map(|tx| tx.recover_signer().ok()).collect();
+    execute_with_senders(db, Some(pending), parent, txs, senders, params, precompiles)
+}
+
+/// [`execute_block_on`] for transactions whose senders were already
+/// recovered (trusted, not re-checked).
+pub fn execute_recovered_on(
+    db: &StateDb,
+    pending: &PendingState,
+    parent: &Header,
+    txs: Vec<Recovered<TxEnvelope>>,
+    params: &BlockParams,
+    precompiles: &LatticePrecompiles,
+) -> Result<ExecutedBlock, BlockError> {
+    let (txs, senders): (Vec<_>, Vec<_>) = txs
+        .into_iter()
+        .map(|tx| {
+            let (tx, sender) = tx.into_parts();
+            (tx, Some(sender))
+        })
+        .unzip();
+    execute_with_senders(db, Some(pending), parent, txs, senders, params, precompiles)
 }
 
 /// Like [`execute_block_with`] for transactions whose senders were already
@@ -189,24 +227,32 @@ pub fn execute_recovered(
             (tx, Some(sender))
         })
         .unzip();
-    execute_with_senders(db, parent, txs, senders, params, precompiles)
+    execute_with_senders(db, None, parent, txs, senders, params, precompiles)
 }
 
 fn execute_with_senders(
     db: &StateDb,
+    pending: Option<&PendingState>,
     parent: &Header,
     txs: Vec<TxEnvelope>,
     senders: Vec<Option<Address>>,
     params: &BlockParams,
     precompiles: &LatticePrecompiles,
 ) -> Result<ExecutedBlock, BlockError> {
-    let snapshot = db.snapshot()?;
+    let snapshot = match pending {
+        Some(p) => db.snapshot_pending(p)?,
+        None => db.snapshot()?,
+    };
     let head = snapshot.head.ok_or(StateError::NotInitialized)?;
+    let tip = match pending.and_then(PendingState::tip) {
+        Some((_, hash)) => hash,
+        None => head.hash,
+    };
     let parent_hash = parent.hash_slow();
-    if parent_hash != head.hash {
+    if parent_hash != tip {
         return Err(BlockError::ParentNotHead {
             parent: parent_hash,
-            head: head.hash,
+            head: tip,
         });
     }
     let chain_id = db.chain_id()?;

@@ -71,6 +71,7 @@ mod dev;
 mod error;
 mod execute;
 mod genesis;
+mod pending;
 mod precompile;
 mod trie;
 
@@ -84,12 +85,13 @@ pub use dev::{DEV_ACCOUNTS, DevAccount};
 pub use error::{BlockError, CallError, GenesisError, StateError, TxRejection};
 pub use execute::{
     AccountChange, BlockParams, ExecutedBlock, Rejected, SPEC, StateDiff, execute_block,
-    execute_block_with, execute_recovered,
+    execute_block_on, execute_block_with, execute_recovered, execute_recovered_on,
 };
 pub use genesis::{
     ChainConfig, Deployment, Genesis, GenesisAlloc, GenesisCall, IPFS_INCENTIVES_ADDRESS,
     MODEL_REGISTRY_ADDRESS,
 };
+pub use pending::PendingState;
 pub use precompile::{
     LATTICE_PRECOMPILE_FIRST, LATTICE_PRECOMPILE_LAST, LatticePrecompileFn, LatticePrecompiles,
     PrecompileRangeError,
