@@ -5,21 +5,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use alloy_primitives::{U256, hex};
-use alloy_sol_types::SolCall;
 use anyhow::{Context, bail};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Args;
-use lattice_contracts::ModelRegistry;
-use lattice_evm::MODEL_REGISTRY_ADDRESS;
 use lattice_executor::content;
 use lattice_runtime::{LoadOptions, Model, ModelSpec, Request};
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::inference::{run_loaded, signer_and_model};
-use crate::registry::{RpcOpts, sign_call};
+use crate::inference::{model_price, pay_and_infer, run_loaded, signer_and_model};
+use crate::registry::RpcOpts;
 
 /// Arguments of `lattice bench inference`.
 #[derive(Debug, Args)]
@@ -84,42 +78,13 @@ pub(crate) fn inference(ctx: &Ctx, a: InferenceBenchArgs) -> anyhow::Result<()> 
     let (paid, paid_hash) = rt.block_on(async {
         let (signer, model, id) =
             signer_and_model(&a.rpc, a.key.as_deref(), None, &a.model).await?;
-        let price: U256 = model
-            .get("price")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .context("lattice_getModel: no price")?;
+        let price = model_price(&model)?;
         let document = request.to_bytes();
-        let input_hash = content::sha256(&document);
         let mut times = Vec::with_capacity(n);
         let mut hash = None;
         for i in 0..n {
             let t = Instant::now();
-            let call = ModelRegistry::requestInferenceCall {
-                modelId: id,
-                inputHash: input_hash,
-                maxFee: price,
-            };
-            let raw = sign_call(
-                &signer,
-                "requestInference",
-                MODEL_REGISTRY_ADDRESS,
-                call.abi_encode(),
-                price,
-            )
-            .await?;
-            let answer = signer
-                .rpc
-                .call(
-                    "lattice_infer",
-                    json!([{
-                        "model": id,
-                        "document": BASE64.encode(&document),
-                        "tx": hex::encode_prefixed(raw),
-                        "timeoutSecs": 120,
-                    }]),
-                )
-                .await?;
+            let answer = pay_and_infer(&signer, id, price, &document, 120).await?;
             let ms = t.elapsed().as_secs_f64() * 1e3;
             if answer.get("status").and_then(Value::as_str) != Some("fulfilled") {
                 bail!("request {i} was not fulfilled: {answer}");

@@ -120,53 +120,14 @@ pub(crate) fn inference(ctx: &Ctx, args: InferenceArgs) -> anyhow::Result<()> {
             &args.model,
         )
         .await?;
-        let price: U256 = model
-            .get("price")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .context("lattice_getModel: no price")?;
-        let document = request.to_bytes();
-        let input_hash = content::sha256(&document);
-        let call = ModelRegistry::requestInferenceCall {
-            modelId: id,
-            inputHash: input_hash,
-            maxFee: price,
-        };
-        let spin = ctx.spinner("requestInference: signing");
-        let raw = sign_call(
-            &signer,
-            "requestInference",
-            MODEL_REGISTRY_ADDRESS,
-            call.abi_encode(),
-            price,
-        )
-        .await;
-        let raw = match raw {
-            Ok(r) => r,
-            Err(e) => {
-                spin.finish_and_clear();
-                return Err(e);
-            }
-        };
-        spin.set_message(format!(
-            "paying {} wei for {}: waiting for an executor",
-            price,
+        let price = model_price(&model)?;
+        let spin = ctx.spinner(&format!(
+            "paying {price} wei for {}: waiting for an executor",
             model.get("name").and_then(Value::as_str).unwrap_or("?")
         ));
-        let answer = signer
-            .rpc
-            .call(
-                "lattice_infer",
-                json!([{
-                    "model": id,
-                    "document": BASE64.encode(&document),
-                    "tx": hex::encode_prefixed(raw),
-                    "timeoutSecs": args.timeout_s,
-                }]),
-            )
-            .await;
+        let answer = pay_and_infer(&signer, id, price, &request.to_bytes(), args.timeout_s).await;
         spin.finish_and_clear();
-        answer.map_err(no_namespace)
+        answer
     })?;
     if let (Some(path), Some(receipt)) = (&args.receipt_out, answer.get("receipt")) {
         write_json(path, receipt)?;
@@ -213,6 +174,53 @@ fn no_namespace(e: anyhow::Error) -> anyhow::Error {
     } else {
         e
     }
+}
+
+/// The model's price per inference (wei) from its `lattice_getModel` view.
+pub(crate) fn model_price(model: &Value) -> anyhow::Result<U256> {
+    model
+        .get("price")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .context("lattice_getModel: no price")
+}
+
+/// One paid request: signs `requestInference(id, sha256(document), price)` with value `price`
+/// and hands it with the document to the node's `lattice_infer`, which submits it and waits up
+/// to `timeout_s` for an executor to settle it; the node's answer.
+pub(crate) async fn pay_and_infer(
+    signer: &Signer,
+    id: B256,
+    price: U256,
+    document: &[u8],
+    timeout_s: u64,
+) -> anyhow::Result<Value> {
+    let call = ModelRegistry::requestInferenceCall {
+        modelId: id,
+        inputHash: content::sha256(document),
+        maxFee: price,
+    };
+    let raw = sign_call(
+        signer,
+        "requestInference",
+        MODEL_REGISTRY_ADDRESS,
+        call.abi_encode(),
+        price,
+    )
+    .await?;
+    signer
+        .rpc
+        .call(
+            "lattice_infer",
+            json!([{
+                "model": id,
+                "document": BASE64.encode(document),
+                "tx": hex::encode_prefixed(raw),
+                "timeoutSecs": timeout_s,
+            }]),
+        )
+        .await
+        .map_err(no_namespace)
 }
 
 /// The node and key, and the model `what` names (its `lattice_getModel` view and id).

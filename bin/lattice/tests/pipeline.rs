@@ -68,6 +68,21 @@ fn inference(client: &Path, url: &str, args: &[&str]) -> Output {
     model(client, url, &all)
 }
 
+/// `lattice --datadir DIR model import FOLDER EXTRA…`: the folder CID.
+fn import_cid(dir: &Path, folder: &Path, extra: &[&str]) -> String {
+    ok_json(
+        lattice(dir)
+            .args(["--json", "model", "import"])
+            .arg(folder)
+            .args(extra)
+            .output()
+            .expect("import"),
+    )["cid"]
+        .as_str()
+        .expect("cid")
+        .to_string()
+}
+
 fn u(v: &Value) -> U256 {
     v.as_str()
         .and_then(|s| s.parse().ok())
@@ -93,15 +108,7 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     let url = node.url.as_str();
 
     // Import and deploy: the author's store holds the model, the node does not.
-    let imported = ok_json(
-        lattice(author)
-            .args(["--json", "model", "import"])
-            .arg(&minilm)
-            .args(["--name", "minilm"])
-            .output()
-            .expect("import runs"),
-    );
-    let root = imported["cid"].as_str().expect("cid").to_string();
+    let root = import_cid(author, &minilm, &["--name", "minilm"]);
     let deployed = ok_json(model(
         author,
         url,
@@ -503,20 +510,8 @@ fn pending_requests_are_answered_after_a_restart() {
     let client = tempfile::tempdir().expect("tmp");
     let bert = runtime_data("tiny-bert-classifier");
     // The same import in both stores gives the same CID.
-    let import = |dir: &Path| {
-        ok_json(
-            lattice(dir)
-                .args(["--json", "model", "import"])
-                .arg(&bert)
-                .output()
-                .expect("import"),
-        )["cid"]
-            .as_str()
-            .expect("cid")
-            .to_string()
-    };
-    let cid = import(node_dir.path());
-    assert_eq!(import(client.path()), cid);
+    let cid = import_cid(node_dir.path(), &bert, &[]);
+    assert_eq!(import_cid(client.path(), &bert, &[]), cid);
     let node = start_instant(node_dir.path(), &["--executor-key", &key(3)]);
     let url = node.url.as_str();
     ok_json(model(
@@ -613,21 +608,13 @@ fn a_quantized_llm_answers_paid_prompts_reproducibly() {
     let node_dir = tempfile::tempdir().expect("tmp");
     let client = tempfile::tempdir().expect("tmp");
     let llama = runtime_data("tiny-llama");
-    let import = |dir: &Path| {
-        ok_json(
-            lattice(dir)
-                .args(["--json", "model", "import"])
-                .arg(&llama)
-                .args(["--quantize", "q8_0"])
-                .output()
-                .expect("import"),
-        )["cid"]
-            .as_str()
-            .expect("cid")
-            .to_string()
-    };
-    let cid = import(node_dir.path());
-    assert_eq!(import(client.path()), cid, "quantizing is deterministic");
+    let q8 = ["--quantize", "q8_0"];
+    let cid = import_cid(node_dir.path(), &llama, &q8);
+    assert_eq!(
+        import_cid(client.path(), &llama, &q8),
+        cid,
+        "quantizing is deterministic"
+    );
     let node = start_instant(node_dir.path(), &[]);
     let url = node.url.as_str();
     ok_json(model(

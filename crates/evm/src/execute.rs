@@ -200,13 +200,7 @@ pub fn execute_recovered_on(
     params: &BlockParams,
     precompiles: &LatticePrecompiles,
 ) -> Result<ExecutedBlock, BlockError> {
-    let (txs, senders): (Vec<_>, Vec<_>) = txs
-        .into_iter()
-        .map(|tx| {
-            let (tx, sender) = tx.into_parts();
-            (tx, Some(sender))
-        })
-        .unzip();
+    let (txs, senders) = unzip_recovered(txs);
     execute_with_senders(db, Some(pending), parent, txs, senders, params, precompiles)
 }
 
@@ -220,14 +214,18 @@ pub fn execute_recovered(
     params: &BlockParams,
     precompiles: &LatticePrecompiles,
 ) -> Result<ExecutedBlock, BlockError> {
-    let (txs, senders): (Vec<_>, Vec<_>) = txs
-        .into_iter()
+    let (txs, senders) = unzip_recovered(txs);
+    execute_with_senders(db, None, parent, txs, senders, params, precompiles)
+}
+
+/// Transactions and their (trusted) senders, apart.
+fn unzip_recovered(txs: Vec<Recovered<TxEnvelope>>) -> (Vec<TxEnvelope>, Vec<Option<Address>>) {
+    txs.into_iter()
         .map(|tx| {
             let (tx, sender) = tx.into_parts();
             (tx, Some(sender))
         })
-        .unzip();
-    execute_with_senders(db, None, parent, txs, senders, params, precompiles)
+        .unzip()
 }
 
 fn execute_with_senders(
