@@ -18,7 +18,7 @@ use lattice_store::{ImportOptions, Store};
 use crate::Ctx;
 
 #[path = "bench_rpc.rs"]
-mod bench_rpc;
+pub(crate) mod bench_rpc;
 #[path = "bench_runtime.rs"]
 mod bench_runtime;
 
@@ -45,6 +45,9 @@ pub(crate) enum BenchCommand {
     /// Transfers/s end to end through JSON-RPC: pre-signed transfers sent in batches, timed
     /// until the last is included. Works against any dev chain (lattice devnet, anvil).
     Rpc(bench_rpc::RpcArgs),
+    /// A local N-validator testnet (real processes): finality latency p50/p99 and
+    /// finalized transfers/s with submissions spread over every validator.
+    Testnet(crate::bench_testnet::TestnetBenchArgs),
     /// ModelRegistry at scale: fill it to N models, then p50/p99 of `getModel` and
     /// `listModels` over HTTP `eth_call`.
     Registry(bench_rpc::RegistryArgs),
@@ -158,6 +161,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: BenchCommand) -> anyhow::Result<()> {
             oracle,
         } => (size_mib, dir, runs, oracle),
         BenchCommand::Rpc(args) => return bench_rpc::rpc(ctx, args),
+        BenchCommand::Testnet(args) => return crate::bench_testnet::testnet(ctx, args),
         BenchCommand::Registry(args) => return bench_rpc::registry(ctx, args),
         BenchCommand::Runtime(args) => return bench_runtime::runtime(ctx, args),
         BenchCommand::Inference(args) => return crate::bench_inference::inference(ctx, args),

@@ -39,26 +39,31 @@ const BOOK_BATCH: usize = 200;
 pub(crate) struct RpcArgs {
     /// JSON-RPC HTTP endpoint of the node under test.
     #[arg(long, default_value = "http://127.0.0.1:8545")]
-    rpc: String,
+    pub(crate) rpc: String,
+    /// Spread the timed submissions over these endpoints too (connection i submits to
+    /// endpoint i mod n): the nodes of one network, e.g. `lattice testnet`'s validators.
+    /// Funding, nonces and inclusion are read from --rpc.
+    #[arg(long = "submit-to")]
+    pub(crate) submit_to: Vec<String>,
     /// Transfers to send (timed).
     #[arg(long, default_value_t = 50_000)]
-    txs: usize,
+    pub(crate) txs: usize,
     /// Distinct sending accounts (derived keys, funded from dev account 0).
     #[arg(long, default_value_t = 200)]
-    senders: usize,
+    pub(crate) senders: usize,
     /// Raw transactions per `eth_sendRawTransaction` JSON-RPC batch.
     #[arg(long, default_value_t = 500)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// HTTP connections submitting at once; each owns a disjoint set of senders and sends its
     /// batches in order, so every sender's nonces reach the node in order.
     #[arg(long, default_value_t = 4)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Priority fee (tip) in gwei; the max fee is twice the latest base fee plus this.
     #[arg(long, default_value_t = 1.0)]
-    tip_gwei: f64,
+    pub(crate) tip_gwei: f64,
     /// Give up waiting for inclusion after this many seconds.
     #[arg(long, default_value_t = 600)]
-    timeout_s: u64,
+    pub(crate) timeout_s: u64,
 }
 
 /// Arguments of `lattice bench registry`.
@@ -144,7 +149,7 @@ fn derived_key(tag: &str, i: usize) -> B256 {
 
 /// What every transaction needs from the chain: its id and fees.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-struct Fees {
+pub(crate) struct Fees {
     chain_id: u64,
     base_fee: u128,
     max_fee: u128,
@@ -301,7 +306,7 @@ async fn fund(
 
 /// Block statistics over a range of blocks.
 #[derive(Debug, Default, serde::Serialize)]
-struct BlockStats {
+pub(crate) struct BlockStats {
     /// Blocks in the range.
     blocks: u64,
     /// Blocks with at least one transaction.
@@ -416,27 +421,27 @@ fn round_robin(senders: &[usize], counts: &[usize]) -> Vec<(usize, usize)> {
 
 /// The result of `lattice bench rpc`.
 #[derive(Debug, serde::Serialize)]
-struct RpcReport {
-    rpc: String,
-    chain_id: u64,
-    client_version: String,
-    txs: usize,
-    senders: usize,
-    batch: usize,
-    concurrency: usize,
-    funded_senders: usize,
-    sign_seconds: f64,
-    submit_seconds: f64,
-    included_seconds: f64,
-    submit_tx_per_s: f64,
-    tx_per_s: f64,
-    errors: usize,
-    last_tx: B256,
-    last_tx_block: u64,
-    first_block: u64,
-    last_block: u64,
-    block_stats: BlockStats,
-    fees: Fees,
+pub(crate) struct RpcReport {
+    pub(crate) rpc: String,
+    pub(crate) chain_id: u64,
+    pub(crate) client_version: String,
+    pub(crate) txs: usize,
+    pub(crate) senders: usize,
+    pub(crate) batch: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) funded_senders: usize,
+    pub(crate) sign_seconds: f64,
+    pub(crate) submit_seconds: f64,
+    pub(crate) included_seconds: f64,
+    pub(crate) submit_tx_per_s: f64,
+    pub(crate) tx_per_s: f64,
+    pub(crate) errors: usize,
+    pub(crate) last_tx: B256,
+    pub(crate) last_tx_block: u64,
+    pub(crate) first_block: u64,
+    pub(crate) last_block: u64,
+    pub(crate) block_stats: BlockStats,
+    pub(crate) fees: Fees,
 }
 
 /// `lattice bench rpc`: pre-signs `--txs` transfers from `--senders` accounts, submits them in
@@ -446,10 +451,14 @@ pub(crate) fn rpc(ctx: &Ctx, args: RpcArgs) -> anyhow::Result<()> {
         bail!("--txs, --senders, --concurrency and --batch must be positive");
     }
     let report = runtime()?.block_on(rpc_bench(ctx, &args))?;
+    print_rpc_report(ctx, &report)
+}
+
+pub(crate) fn print_rpc_report(ctx: &Ctx, report: &RpcReport) -> anyhow::Result<()> {
     if ctx.json {
-        return ctx.print_json(&report);
+        return ctx.print_json(report);
     }
-    let r = &report;
+    let r = report;
     let s = &r.block_stats;
     println!(
         "{} ({}, chain id {}): {} transfers from {} senders, batches of {}, {} connections",
@@ -489,8 +498,16 @@ async fn client_version(rpc: &Rpc) -> String {
         .unwrap_or_default()
 }
 
-async fn rpc_bench(ctx: &Ctx, args: &RpcArgs) -> anyhow::Result<RpcReport> {
+pub(crate) async fn rpc_bench(ctx: &Ctx, args: &RpcArgs) -> anyhow::Result<RpcReport> {
     let rpc = Rpc::new(&args.rpc, args.concurrency)?;
+    let submitters = if args.submit_to.is_empty() {
+        vec![rpc.clone()]
+    } else {
+        args.submit_to
+            .iter()
+            .map(|u| Rpc::new(u, args.concurrency))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     let timeout = Duration::from_secs(args.timeout_s);
     let client_version = client_version(&rpc).await;
     let fees = fees(&rpc, args.tip_gwei).await?;
@@ -574,8 +591,9 @@ async fn rpc_bench(ctx: &Ctx, args: &RpcArgs) -> anyhow::Result<RpcReport> {
     };
     let tasks: Vec<_> = workers
         .into_iter()
-        .map(|bodies| {
-            let rpc = rpc.clone();
+        .enumerate()
+        .map(|(w, bodies)| {
+            let rpc = submitters[w % submitters.len()].clone();
             tokio::spawn(async move {
                 let mut msgs = Vec::new();
                 let mut errors = 0;

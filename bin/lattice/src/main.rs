@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_inference;
+mod bench_testnet;
 mod import;
 mod inference;
 mod ipfs;
@@ -22,6 +23,7 @@ mod model;
 mod node;
 mod registry;
 mod rpc_client;
+mod testnet;
 mod verify;
 
 /// Lattice: an EVM chain node where AI models are first-class.
@@ -43,8 +45,14 @@ enum Command {
     /// Content-addressed storage: add, read, pin, serve and fetch IPFS DAGs.
     #[command(subcommand)]
     Ipfs(ipfs::IpfsCommand),
-    /// Run a node (`--dev`: a single-validator dev chain).
+    /// Run a node: `--dev` a single-validator dev chain, `--config FILE` one validator of
+    /// a network.
     Node(node::NodeArgs),
+    /// A local network of N validator processes (simplex BFT over authenticated p2p on
+    /// loopback), one command.
+    Testnet(testnet::TestnetArgs),
+    /// Write a new ed25519 validator key and print its public key.
+    ValidatorKey(testnet::KeyArgs),
     /// A local dev chain with prefunded accounts and the system contracts
     /// (`lattice node --dev`).
     Devnet(node::NodeArgs),
@@ -142,6 +150,8 @@ fn main() -> ExitCode {
         Command::Ipfs(cmd) => ipfs::run(&ctx, cmd),
         Command::Node(args) => node::run(&ctx, args),
         Command::Devnet(args) => node::run(&ctx, args.devnet()),
+        Command::Testnet(args) => testnet::run(&ctx, args),
+        Command::ValidatorKey(args) => testnet::keygen(&ctx, args),
         Command::Model(cmd) => model::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Receipt(cmd) => inference::receipt(&ctx, cmd),

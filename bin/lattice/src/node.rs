@@ -1,5 +1,6 @@
-//! `lattice node --dev` / `lattice devnet`: a single-validator dev chain
-//! with the Ethereum JSON-RPC on one port.
+//! `lattice node --dev` / `lattice devnet`: a single-validator dev chain with the Ethereum
+//! JSON-RPC on one port; `lattice node --config FILE`: one validator of a multi-validator
+//! network (commonware simplex over authenticated p2p), same JSON-RPC.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -20,10 +21,14 @@ const DEV_MNEMONIC: &str = "test test test test test test test test test test te
 /// Options of `lattice node` and `lattice devnet`.
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
-    /// Run a single-validator dev chain (the only mode until BFT consensus
-    /// lands; `lattice devnet` implies it).
-    #[arg(long)]
+    /// Run a single-validator dev chain (`lattice devnet` implies it).
+    #[arg(long, conflicts_with = "config")]
     dev: bool,
+    /// Run one validator of a multi-validator network: a JSON file naming the genesis,
+    /// this validator's key, its p2p address and every validator's (see
+    /// docs/consensus.md; `lattice testnet` writes one per node).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Interface the JSON-RPC server binds.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -114,10 +119,13 @@ impl NodeArgs {
 
 /// Runs the node until Ctrl-C or SIGTERM.
 pub(crate) fn run(ctx: &Ctx, args: NodeArgs) -> anyhow::Result<()> {
+    if let Some(config) = args.config.clone() {
+        return crate::testnet::run_validator(ctx, args, &config);
+    }
     if !args.dev {
         bail!(
-            "only the dev chain exists so far: run `lattice node --dev` or `lattice devnet` \
-             (multi-validator consensus is not built yet)"
+            "say which chain: `lattice node --dev` (or `lattice devnet`) for a single-validator \
+             dev chain, `lattice node --config FILE` for a validator of a network"
         );
     }
     let sealing = if args.instant {
@@ -148,14 +156,43 @@ pub(crate) fn run(ctx: &Ctx, args: NodeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(ctx, args, node, sealing))
+    runtime.block_on(serve(ctx, args, node, Production::Dev(sealing)))
 }
 
-async fn serve(
+/// Who makes blocks.
+pub(crate) enum Production {
+    /// This process alone (the dev chain).
+    Dev(dev::Sealing),
+    /// simplex, with this node as one of the validators.
+    Consensus(Box<ConsensusRole>),
+}
+
+/// A running validator and what the banner says about it.
+pub(crate) struct ConsensusRole {
+    pub(crate) validator: lattice_consensus::Validator,
+    pub(crate) network: commonware_runtime::Handle<()>,
+    pub(crate) key: String,
+    pub(crate) p2p: SocketAddr,
+    pub(crate) validators: usize,
+}
+
+impl Production {
+    fn describe(&self) -> String {
+        match self {
+            Production::Dev(dev::Sealing::Instant) => "instant".to_string(),
+            Production::Dev(dev::Sealing::Interval(d)) => format!("every {d:?}"),
+            Production::Consensus(c) => {
+                format!("simplex BFT, one of {} validators", c.validators)
+            }
+        }
+    }
+}
+
+pub(crate) async fn serve(
     ctx: &Ctx,
     args: NodeArgs,
     node: Arc<Node>,
-    sealing: dev::Sealing,
+    production: Production,
 ) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.host, args.port);
     let chain_id = node.chain_id()?;
@@ -214,7 +251,7 @@ async fn serve(
         gateway: gateway_addr,
         executor: executor.as_ref().map(|e| e.address()),
     };
-    print_banner(ctx, &node, &banner, sealing)?;
+    print_banner(ctx, &node, &banner, &production)?;
 
     if let Some(listener) = gateway {
         let store = Arc::clone(&store);
@@ -229,14 +266,31 @@ async fn serve(
     if let Some(ex) = &executor {
         tokio::spawn(Arc::clone(ex).run());
     }
-    let sealer = tokio::spawn(dev::run(Arc::clone(&node), sealing));
-    let result = tokio::select! {
-        r = sealer => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(anyhow::Error::new(e).context("block production stopped")),
-            Err(e) => Err(anyhow::anyhow!("block production task failed: {e}")),
-        },
-        _ = shutdown_signal() => Ok(()),
+    let result = match production {
+        Production::Dev(sealing) => {
+            let sealer = tokio::spawn(dev::run(Arc::clone(&node), sealing));
+            tokio::select! {
+                r = sealer => match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(anyhow::Error::new(e).context("block production stopped")),
+                    Err(e) => Err(anyhow::anyhow!("block production task failed: {e}")),
+                },
+                _ = shutdown_signal() => Ok(()),
+            }
+        }
+        Production::Consensus(role) => {
+            let ConsensusRole {
+                validator, network, ..
+            } = *role;
+            let result = tokio::select! {
+                r = validator.engine => Err(anyhow::anyhow!("consensus stopped: {r:?}")),
+                r = validator.application => Err(anyhow::anyhow!("the consensus application stopped: {r:?}")),
+                r = network => Err(anyhow::anyhow!("p2p stopped: {r:?}")),
+                _ = shutdown_signal() => Ok(()),
+            };
+            validator.gossip.abort();
+            result
+        }
     };
     server.stop();
     server.stopped().await;
@@ -302,7 +356,7 @@ fn print_banner(
     ctx: &Ctx,
     node: &Node,
     banner: &Banner,
-    sealing: dev::Sealing,
+    production: &Production,
 ) -> anyhow::Result<()> {
     let Banner {
         chain_id,
@@ -315,9 +369,10 @@ fn print_banner(
     for a in &DEV_ACCOUNTS {
         balances.push(node.account(a.address)?.balance);
     }
-    let mode = match sealing {
-        dev::Sealing::Instant => "instant".to_string(),
-        dev::Sealing::Interval(d) => format!("every {:?}", d),
+    let mode = production.describe();
+    let consensus = match production {
+        Production::Consensus(c) => Some(c),
+        Production::Dev(_) => None,
     };
     if ctx.json {
         let accounts: Vec<_> = DEV_ACCOUNTS
@@ -344,12 +399,19 @@ fn print_banner(
             "ipfs_incentives": IPFS_INCENTIVES_ADDRESS,
             "executor": executor,
             "gateway": gateway.map(|g| format!("http://{g}")),
+            "validator": consensus.map(|c| c.key.clone()),
+            "p2p": consensus.map(|c| c.p2p.to_string()),
         });
         println!("{v}");
     } else {
         let mut out = String::new();
+        let what = if consensus.is_some() {
+            "validator"
+        } else {
+            "dev chain"
+        };
         out.push_str(&format!(
-            "Lattice dev chain {} (chain id {chain_id})\n\n",
+            "Lattice {what} {} (chain id {chain_id})\n\n",
             env!("CARGO_PKG_VERSION")
         ));
         out.push_str("Available Accounts\n==================\n");
@@ -370,12 +432,18 @@ fn print_banner(
              Head block:        {head}\n\
              Block production:  {mode}\n\
              Executor:          {}\n\
-             Gateway:           {}\n\n\
-             Listening on {local}\n",
+             Gateway:           {}\n",
             ctx.datadir.display(),
             executor.map_or_else(|| "off".to_string(), |a| a.to_string()),
             gateway.map_or_else(|| "off".to_string(), |g| format!("http://{g}")),
         ));
+        if let Some(c) = consensus {
+            out.push_str(&format!(
+                "Validator key:     {}\nP2P:               {}\n",
+                c.key, c.p2p
+            ));
+        }
+        out.push_str(&format!("\nListening on {local}\n"));
         print!("{out}");
     }
     use std::io::Write as _;

@@ -23,6 +23,9 @@ pub enum ChainError {
         /// Chain id of the genesis given.
         genesis: u64,
     },
+    /// The datadir's block 0 commits to another validator set than the genesis given.
+    #[error("datadir holds a chain with another validator set than the genesis names")]
+    WrongValidators,
     /// Genesis failed.
     #[error(transparent)]
     Genesis(#[from] lattice_evm::GenesisError),

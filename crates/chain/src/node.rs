@@ -89,12 +89,17 @@ pub struct Node {
     /// Serialises propose/verify/finalize against each other.
     produce: Mutex<()>,
     blocks: broadcast::Sender<Arc<NewBlock>>,
+    /// Raw transactions admitted from this node's own clients, for gossip.
+    announced: broadcast::Sender<Bytes>,
     arrived: Notify,
     /// Fixed at genesis.
     chain_id: u64,
     /// Base fee of the block after the head, updated by `finalize`.
     next_base_fee: AtomicU64,
 }
+
+/// Transactions held for relaying before a slow gossip task starts missing some.
+const ANNOUNCE_BACKLOG: usize = 16_384;
 
 fn next_base_fee_after(head: &Header) -> u64 {
     head.next_block_base_fee(BaseFeeParams::ethereum())
@@ -124,9 +129,16 @@ impl Node {
                         genesis: genesis.config.chain_id,
                     });
                 }
+                let first = db.header(0)?.ok_or_else(|| {
+                    ChainError::Corrupt("the chain has a head but no block 0".into())
+                })?;
+                if first.mix_hash != lattice_evm::validators_commitment(&genesis.validators) {
+                    return Err(ChainError::WrongValidators);
+                }
             }
         }
         let (blocks, _) = broadcast::channel(256);
+        let (announced, _) = broadcast::channel(ANNOUNCE_BACKLOG);
         let chain_id = db.chain_id()?;
         let next_base_fee = AtomicU64::new(next_base_fee_after(&db.latest_header()?));
         Ok(Self {
@@ -137,6 +149,7 @@ impl Node {
             config,
             produce: Mutex::new(()),
             blocks,
+            announced,
             arrived: Notify::new(),
         })
     }
@@ -187,9 +200,27 @@ impl Node {
 
     // ---- transactions in -------------------------------------------------
 
-    /// Decodes, validates and pools one raw EIP-2718 transaction; returns
-    /// its hash.
+    /// Raw transactions this node admits from its own clients ([`Node::submit_raw`]), in
+    /// order, for relaying to peers. A receiver that falls more than a few thousand
+    /// behind misses some (they stay in this node's pool, for its own proposals).
+    pub fn subscribe_transactions(&self) -> broadcast::Receiver<Bytes> {
+        self.announced.subscribe()
+    }
+
+    /// Decodes, validates and pools one raw EIP-2718 transaction from a client of this
+    /// node; returns its hash. A transaction new to the pool is announced to
+    /// [`Node::subscribe_transactions`].
     pub fn submit_raw(&self, raw: &[u8]) -> Result<B256, PoolError> {
+        let hash = self.submit_relayed(raw)?;
+        if self.announced.receiver_count() > 0 {
+            let _ = self.announced.send(Bytes::copy_from_slice(raw));
+        }
+        Ok(hash)
+    }
+
+    /// [`Node::submit_raw`] for a transaction a peer relayed: the same checks, not
+    /// announced again (every validator relays its own clients' transactions to all).
+    pub fn submit_relayed(&self, raw: &[u8]) -> Result<B256, PoolError> {
         let tx = self.check_stateless(raw)?;
         let sender = tx
             .recover_signer()
@@ -332,6 +363,9 @@ impl Node {
     /// invalid are dropped from the pool; ones that did not fit stay.
     pub fn propose(&self, timestamp: u64) -> Result<ExecutedBlock, ChainError> {
         let parent = self.head_header()?;
+        // One block per second at most on the dev chain's clock: timestamps strictly
+        // increase there, as on Ethereum.
+        let timestamp = timestamp.max(parent.timestamp + 1);
         self.propose_on(&PendingState::new(), &parent, timestamp)
     }
 
@@ -354,7 +388,9 @@ impl Node {
             txs.retain(|tx| !pending.includes(tx.tx_hash()));
         }
         let params = BlockParams {
-            timestamp: timestamp.max(parent.timestamp + 1),
+            // Never before the parent; equal is allowed (sub-second consensus blocks
+            // share a second; `propose` keeps the dev chain strictly increasing).
+            timestamp: timestamp.max(parent.timestamp),
             ..BlockParams::new(self.config.coinbase, 0, self.config.gas_limit)
         };
         let block = lattice_evm::execute_recovered_on(

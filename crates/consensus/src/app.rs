@@ -2,9 +2,9 @@
 //! proposes, verifies, relays bodies, fetches missing ones, and commits
 //! finalized blocks in order.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy_consensus::Header;
 use alloy_primitives::B256;
@@ -31,8 +31,16 @@ use crate::{
 pub(crate) const MAX_RESPONSE_BLOCKS: usize = 32;
 /// Bodies further than this above the finalized head are not kept.
 const MAX_AHEAD: u64 = 4096;
-/// How often missing bodies are asked for again.
+/// How often the actor wakes on its own (missing bodies asked for again, a proposal
+/// waiting for transactions reconsidered).
+const TICK: Duration = Duration::from_millis(20);
+/// How long before the same missing body is asked for again.
 const FETCH_RETRY: Duration = Duration::from_millis(200);
+/// How long a leader with an empty pool waits for transactions before proposing an
+/// empty block (below simplex's leader timeout).
+const EMPTY_BLOCK_DELAY: Duration = Duration::from_millis(250);
+/// Seconds a proposal's timestamp may be ahead of this validator's clock.
+const MAX_CLOCK_DRIFT: u64 = 15;
 /// Most missing bodies asked for at once.
 const MAX_FETCH: usize = 8;
 
@@ -136,14 +144,17 @@ pub(crate) struct Actor<E, S, R> {
     bodies: HashMap<B256, Arc<Block>>,
     /// Blocks executed on their parent's state, not committed.
     executed: HashMap<B256, ExecutedBlock>,
-    /// Blocks that failed verification.
-    invalid: HashSet<B256>,
-    proposes: Vec<(Context, oneshot::Sender<Digest>)>,
+    /// Blocks that failed verification, by number (dropped once finality passes them).
+    invalid: HashMap<B256, u64>,
+    /// Proposals asked for, with when they were asked.
+    proposes: Vec<(Context, oneshot::Sender<Digest>, SystemTime)>,
     verifies: Vec<(Context, Digest, oneshot::Sender<bool>)>,
     /// The latest finalization not yet committed.
     target: Option<(View, B256)>,
     /// Bodies needed and not held.
     wanted: BTreeSet<B256>,
+    /// When each wanted body was last asked for.
+    asked: HashMap<B256, SystemTime>,
     /// A finalized block failed to execute: this node's state is wrong.
     halted: bool,
 }
@@ -173,18 +184,19 @@ where
             receiver,
             bodies: HashMap::new(),
             executed: HashMap::new(),
-            invalid: HashSet::new(),
+            invalid: HashMap::new(),
             proposes: Vec::new(),
             verifies: Vec::new(),
             target: None,
             wanted: BTreeSet::new(),
+            asked: HashMap::new(),
             halted: false,
         }
     }
 
     pub(crate) async fn run(mut self) {
         loop {
-            let tick = self.context.sleep(FETCH_RETRY);
+            let tick = self.context.sleep(TICK);
             tokio::select! {
                 biased;
                 msg = self.mailbox.recv() => {
@@ -201,10 +213,7 @@ where
                     };
                     self.on_wire(peer, bytes.as_ref());
                 }
-                _ = tick => {
-                    self.fetch();
-                    continue;
-                }
+                _ = tick => {}
             }
             self.progress();
         }
@@ -220,7 +229,10 @@ where
 
     fn handle(&mut self, msg: Message) {
         match msg {
-            Message::Propose { context, response } => self.proposes.push((context, response)),
+            Message::Propose { context, response } => {
+                let asked = self.context.current();
+                self.proposes.push((context, response, asked));
+            }
             Message::Verify {
                 context,
                 payload,
@@ -299,10 +311,23 @@ where
         self.bodies.entry(h).or_insert_with(|| Arc::new(block));
     }
 
+    /// Asks every peer for the missing bodies not asked for in the last [`FETCH_RETRY`].
     fn fetch(&mut self) {
-        for h in self.wanted.iter().take(MAX_FETCH) {
-            let bytes = WireMessage::Request(*h).encode();
+        let now = self.context.current();
+        let recent = |at: &SystemTime| now.duration_since(*at).unwrap_or_default() < FETCH_RETRY;
+        self.asked
+            .retain(|h, at| self.wanted.contains(h) && recent(at));
+        let due: Vec<B256> = self
+            .wanted
+            .iter()
+            .filter(|h| !self.asked.contains_key(*h))
+            .take(MAX_FETCH)
+            .copied()
+            .collect();
+        for h in due {
+            let bytes = WireMessage::Request(h).encode();
             self.sender.send(Recipients::All, bytes, false);
+            self.asked.insert(h, now);
         }
     }
 
@@ -314,15 +339,27 @@ where
         self.wanted.clear();
         self.commit_finalized();
         let proposes = std::mem::take(&mut self.proposes);
-        for (context, response) in proposes {
+        for (context, response, asked) in proposes {
             if response.is_closed() {
+                continue;
+            }
+            // With nothing to include, wait a little for transactions before proposing
+            // an empty block: simplex on a LAN finishes a view in milliseconds, and a
+            // chain of empty blocks at that rate helps nobody.
+            let waited = self
+                .context
+                .current()
+                .duration_since(asked)
+                .unwrap_or_default();
+            if waited < EMPTY_BLOCK_DELAY && !self.node.has_pending() {
+                self.proposes.push((context, response, asked));
                 continue;
             }
             match self.try_propose(&context) {
                 Ok(Some(d)) => {
                     let _ = response.send(d);
                 }
-                Ok(None) => self.proposes.push((context, response)),
+                Ok(None) => self.proposes.push((context, response, asked)),
                 Err(Unusable::Invalid) => {}
             }
         }
@@ -404,6 +441,7 @@ where
         let Ok(head) = self.node.head() else { return };
         self.bodies.retain(|_, b| b.header.number > head.number);
         self.executed.retain(|_, e| e.header.number > head.number);
+        self.invalid.retain(|_, n| *n > head.number);
     }
 
     /// The state after `parent` (executing known, uncommitted ancestors as
@@ -417,7 +455,7 @@ where
         let mut chain = Vec::new();
         let mut cur = parent;
         while cur != head.hash {
-            if self.invalid.contains(&cur) {
+            if self.invalid.contains_key(&cur) {
                 return Err(Unusable::Invalid);
             }
             let (number, up) = match (self.executed.get(&cur), self.bodies.get(&cur)) {
@@ -456,7 +494,7 @@ where
                     }
                     Err(e) => {
                         warn!(%h, error = %e, "ancestor failed verification");
-                        self.invalid.insert(h);
+                        self.invalid.insert(h, b.header.number);
                         return Err(Unusable::Invalid);
                     }
                 }
@@ -495,7 +533,7 @@ where
 
     fn try_verify(&mut self, context: &Context, payload: &Digest) -> Option<bool> {
         let h = hash(payload);
-        if self.invalid.contains(&h) {
+        if self.invalid.contains_key(&h) {
             return Some(false);
         }
         if matches!(self.node.block_number_of(h), Ok(Some(_))) {
@@ -517,8 +555,14 @@ where
         if self.executed.contains_key(&h) {
             return Some(true);
         }
-        if block.header.timestamp <= parent_header.timestamp {
-            self.invalid.insert(h);
+        if block.header.timestamp < parent_header.timestamp {
+            self.invalid.insert(h, block.header.number);
+            return Some(false);
+        }
+        // A proposer's clock running ahead: not invalid for good (time catches up), but
+        // no vote for it now, so a leader cannot push timestamps into the future.
+        if block.header.timestamp > self.now() + MAX_CLOCK_DRIFT {
+            warn!(%h, timestamp = block.header.timestamp, now = self.now(), "proposal from the future");
             return Some(false);
         }
         match self.node.verify_on(
@@ -533,7 +577,7 @@ where
             }
             Err(e) => {
                 warn!(%h, error = %e, "proposal failed verification");
-                self.invalid.insert(h);
+                self.invalid.insert(h, block.header.number);
                 Some(false)
             }
         }

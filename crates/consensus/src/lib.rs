@@ -33,6 +33,8 @@
 
 mod app;
 mod block;
+mod gossip;
+mod net;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,11 @@ use rand_core::CryptoRng;
 
 pub use app::Mailbox;
 pub use block::{Block, DecodeError, Digest, MAX_BLOCK_TXS, WireMessage, digest, hash};
+pub use gossip::{BatchError, decode_batch, encode_batch};
+pub use net::{
+    MAX_MESSAGE_SIZE, NetworkConfig, P2P_NAMESPACE, generate_key, parse_private_key,
+    parse_public_key, private_key_hex, public_key_hex, start_validator,
+};
 
 /// Simplex's signing scheme here: one ed25519 key per validator, attributable
 /// votes, certificates that list their signers.
@@ -75,6 +82,8 @@ pub mod channel {
     pub const RESOLVER: u64 = 2;
     /// Block bodies: proposals, requests, responses.
     pub const BLOCKS: u64 = 3;
+    /// Transaction gossip.
+    pub const TXS: u64 = 4;
 }
 
 /// Signature namespace of Lattice consensus votes.
@@ -95,6 +104,12 @@ pub enum ConfigError {
     /// This node's key is not in the set.
     #[error("this node's key is not a validator")]
     NotAValidator,
+    /// A validator without a p2p address.
+    #[error("no p2p address for validator {0}")]
+    NoAddress(String),
+    /// Not a key.
+    #[error("not {0}: expected 0x and 64 hex digits")]
+    BadKey(&'static str),
 }
 
 impl ValidatorSet {
@@ -108,10 +123,28 @@ impl ValidatorSet {
         Ok(Self { keys })
     }
 
+    /// The set genesis names ([`lattice_evm::Genesis::validators`]).
+    pub fn from_genesis(keys: &[alloy_primitives::B256]) -> Result<Self, ConfigError> {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                use commonware_codec::DecodeExt as _;
+                PublicKey::decode(commonware_codec::Copying(k.as_slice()))
+                    .map_err(|_| ConfigError::BadKey("a validator public key"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(keys)
+    }
+
     /// The keys, sorted.
     pub fn keys(&self) -> &[PublicKey] {
         self.keys.as_ref()
     }
+}
+
+/// A validator's public key as genesis lists it.
+pub fn genesis_key(key: &PublicKey) -> alloy_primitives::B256 {
+    alloy_primitives::B256::from_slice(key.as_ref())
 }
 
 /// Dev validator `i`'s key (deterministic; for tests and `lattice testnet`
@@ -151,7 +184,7 @@ impl ConsensusConfig {
     }
 }
 
-/// The four p2p channels a validator needs, each a `(sender, receiver)`
+/// The five p2p channels a validator needs, each a `(sender, receiver)`
 /// registered under the ids in [`channel`].
 pub struct Channels<S, R> {
     /// [`channel::VOTES`].
@@ -162,6 +195,8 @@ pub struct Channels<S, R> {
     pub resolver: (S, R),
     /// [`channel::BLOCKS`].
     pub blocks: (S, R),
+    /// [`channel::TXS`].
+    pub txs: (S, R),
 }
 
 /// A running validator: simplex's engine and the application actor.
@@ -170,6 +205,8 @@ pub struct Validator {
     pub engine: Handle<()>,
     /// The application actor.
     pub application: Handle<()>,
+    /// Transaction gossip.
+    pub gossip: Handle<()>,
 }
 
 impl Validator {
@@ -178,6 +215,7 @@ impl Validator {
     pub fn abort(&self) {
         self.engine.abort();
         self.application.abort();
+        self.gossip.abort();
     }
 }
 
@@ -207,6 +245,10 @@ where
         .map(|h| digest(h.hash_slow()))
         .ok_or(ConfigError::BadSet)?;
     let (mailbox, inbox) = app::mailbox();
+    let gossip = context.child("gossip").spawn({
+        let node = Arc::clone(&node);
+        move |_| gossip::run(node, channels.txs)
+    });
     let actor = app::Actor::new(context.child("application"), node, inbox, channels.blocks);
     let application = context
         .child("application_task")
@@ -244,5 +286,6 @@ where
     Ok(Validator {
         engine,
         application,
+        gossip,
     })
 }

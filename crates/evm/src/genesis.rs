@@ -14,7 +14,7 @@ use revm::{
     handler::{SYSTEM_ADDRESS, SystemCallCommitEvm},
     state::AccountInfo,
 };
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
     db::{Head, StateDb},
@@ -32,7 +32,7 @@ pub const IPFS_INCENTIVES_ADDRESS: Address =
     alloy_primitives::address!("0x4c61747469636500000000000000000000000002");
 
 /// One account of the genesis `alloc`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GenesisAlloc {
     /// Balance in wei (JSON: number, decimal string or `0x` hex string).
     #[serde(default, deserialize_with = "de_u256")]
@@ -54,7 +54,7 @@ pub struct GenesisAlloc {
 /// (`0xffff…fffe`, also the constructor's `msg.sender`, with no value); what it
 /// returns becomes the runtime code, what it stores stays, and the account
 /// gets nonce 1.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     /// Where the contract lives.
@@ -66,7 +66,7 @@ pub struct Deployment {
 /// A call made at genesis, after the deployments: `input` sent to `to` as if by `from`
 /// (no value, no gas charged, `from`'s nonce untouched), e.g. an admin granting a role. It
 /// must succeed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenesisCall {
     /// The caller (`msg.sender`).
@@ -80,11 +80,17 @@ pub struct GenesisCall {
 /// The chain's first block and state. Reads geth's genesis JSON (`config.chainId`,
 /// `gasLimit`, `baseFeePerGas`, `timestamp`, `extraData`, `coinbase`,
 /// `alloc`); Lattice adds `deployments`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Genesis {
     /// Chain configuration.
     pub config: ChainConfig,
+    /// The consensus validators: ed25519 public keys (32 bytes each), in the order
+    /// listed. Empty for a single-validator dev chain. Block 0's `mixHash` commits to
+    /// them ([`validators_commitment`]), so two networks with other sets have other
+    /// genesis hashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<B256>,
     /// Genesis timestamp.
     #[serde(default, deserialize_with = "de_u64")]
     pub timestamp: u64,
@@ -112,7 +118,7 @@ pub struct Genesis {
 }
 
 /// The part of geth's `config` Lattice reads.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainConfig {
     /// EIP-155 chain id.
@@ -149,6 +155,7 @@ impl Genesis {
             .collect();
         Self {
             config: ChainConfig { chain_id },
+            validators: Vec::new(),
             timestamp: 0,
             gas_limit: 30_000_000,
             base_fee_per_gas: default_base_fee(),
@@ -185,9 +192,23 @@ impl Genesis {
             timestamp: self.timestamp,
             extra_data: self.extra_data.clone(),
             base_fee_per_gas: Some(self.base_fee_per_gas),
+            mix_hash: validators_commitment(&self.validators),
             ..post_merge_header()
         }
     }
+}
+
+/// What block 0's `mixHash` holds: keccak256 of the validators' keys concatenated in
+/// genesis order, or zero when genesis names none (the dev chain).
+pub fn validators_commitment(validators: &[B256]) -> B256 {
+    if validators.is_empty() {
+        return B256::ZERO;
+    }
+    let mut bytes = Vec::with_capacity(32 * validators.len());
+    for v in validators {
+        bytes.extend_from_slice(v.as_slice());
+    }
+    alloy_primitives::keccak256(bytes)
 }
 
 fn bytecode(address: Address, code: Bytes) -> Result<Bytecode, GenesisError> {

@@ -89,7 +89,7 @@ pub use execute::{
 };
 pub use genesis::{
     ChainConfig, Deployment, Genesis, GenesisAlloc, GenesisCall, IPFS_INCENTIVES_ADDRESS,
-    MODEL_REGISTRY_ADDRESS,
+    MODEL_REGISTRY_ADDRESS, validators_commitment,
 };
 pub use pending::PendingState;
 pub use precompile::{

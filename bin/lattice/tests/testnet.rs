@@ -1,0 +1,246 @@
+//! `lattice testnet` as real processes: four validators (simplex over authenticated p2p
+//! on loopback), transactions sent to different nodes, one validator killed with
+//! SIGKILL and restarted by the testnet, and every node ending on the same chain.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy_eips::Encodable2718;
+use alloy_primitives::{Address, B256, TxKind, U256};
+use lattice_evm::DEV_ACCOUNTS;
+use serde_json::{Value, json};
+
+mod support;
+use support::{lattice, rpc};
+
+const SINK: Address = Address::repeat_byte(0x51);
+
+fn quantity(v: &Value) -> u64 {
+    let s = v.as_str().expect("hex quantity");
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("hex")
+}
+
+fn transfer(key: B256, nonce: u64) -> String {
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(SINK),
+        value: U256::from(1_000u64),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let sig =
+        alloy_consensus::crypto::secp256k1::sign_message(key, tx.signature_hash()).expect("sign");
+    let env: TxEnvelope = tx.into_signed(sig).into();
+    format!("0x{}", alloy_primitives::hex::encode(env.encoded_2718()))
+}
+
+/// A JSON-RPC call that may fail (a node that is down or starting).
+fn try_rpc(url: &str, method: &str, params: Value) -> Option<Value> {
+    std::panic::catch_unwind(|| rpc(url, method, params)).ok()
+}
+
+fn head(url: &str) -> Option<u64> {
+    try_rpc(url, "eth_blockNumber", json!([])).map(|v| quantity(&v))
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Testnet {
+    child: std::process::Child,
+    events: mpsc::Receiver<Value>,
+    rpcs: Vec<String>,
+    pids: Vec<u32>,
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path) -> Testnet {
+    let mut child = lattice(dir)
+        .args([
+            "--json",
+            "testnet",
+            "--validators",
+            "4",
+            "--port",
+            "0",
+            "--p2p-port",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("testnet starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, events) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let started = events
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the testnet reports its validators");
+    assert_eq!(started["event"], "started", "{started}");
+    let validators = started["validators"].as_array().expect("validators");
+    assert_eq!(validators.len(), 4, "{started}");
+    Testnet {
+        child,
+        events,
+        rpcs: validators
+            .iter()
+            .map(|v| v["rpc"].as_str().expect("rpc").to_string())
+            .collect(),
+        pids: validators
+            .iter()
+            .map(|v| v["pid"].as_u64().expect("pid") as u32)
+            .collect(),
+    }
+}
+
+/// Sends `per_sender` transfers from dev accounts 1..=4, each to the node `to(i)` picks;
+/// returns the hashes.
+fn send(
+    net: &Testnet,
+    nonces: &mut [u64; 4],
+    per_sender: usize,
+    to: impl Fn(usize) -> usize,
+) -> Vec<String> {
+    let mut hashes = Vec::new();
+    for round in 0..per_sender {
+        for s in 0..4 {
+            let node = &net.rpcs[to(round * 4 + s)];
+            let raw = transfer(DEV_ACCOUNTS[s + 1].private_key, nonces[s]);
+            nonces[s] += 1;
+            let h = rpc(node, "eth_sendRawTransaction", json!([raw]));
+            hashes.push(h.as_str().expect("hash").to_string());
+        }
+    }
+    hashes
+}
+
+fn wait_included(url: &str, hashes: &[String], limit: Duration) -> u64 {
+    let mut top = 0;
+    for h in hashes {
+        wait_until(&format!("{h} included on {url}"), limit, || {
+            match try_rpc(url, "eth_getTransactionReceipt", json!([h])) {
+                Some(r) if !r.is_null() => {
+                    assert_eq!(r["status"], "0x1", "{r}");
+                    top = top.max(quantity(&r["blockNumber"]));
+                    true
+                }
+                _ => false,
+            }
+        });
+    }
+    top
+}
+
+#[test]
+fn four_validator_processes_survive_a_kill_9_and_agree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = start(dir.path());
+    let limit = Duration::from_secs(60);
+    for url in &net.rpcs {
+        wait_until(&format!("{url} finalizes blocks"), limit, || {
+            head(url).is_some_and(|h| h >= 2)
+        });
+    }
+    // Transactions sent to every node reach the proposers (gossip).
+    let mut nonces = [0u64; 4];
+    let first = send(&net, &mut nonces, 5, |i| i % 4);
+    wait_included(&net.rpcs[0], &first, limit);
+
+    // Validator 2 dies without warning; the testnet restarts it.
+    let victim = 2;
+    let status = Command::new("kill")
+        .args(["-9", &net.pids[victim].to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    // The other three keep finalizing meanwhile (3 of 4 is a quorum).
+    let during = send(&net, &mut nonces, 5, |i| [0, 1, 3][i % 3]);
+    wait_included(&net.rpcs[0], &during, limit);
+    let restarted = net
+        .events
+        .recv_timeout(limit)
+        .expect("the testnet restarts the killed validator");
+    assert_eq!(restarted["event"], "restarted", "{restarted}");
+    assert_eq!(restarted["index"], victim, "{restarted}");
+
+    // Back up, it catches up by backfill and takes transactions again.
+    wait_until("the restarted validator serves RPC", limit, || {
+        head(&net.rpcs[victim]).is_some()
+    });
+    let after = send(
+        &net,
+        &mut nonces,
+        5,
+        |i| if i % 2 == 0 { victim } else { 3 },
+    );
+    let top = after
+        .iter()
+        .map(|h| {
+            net.rpcs
+                .iter()
+                .map(|url| wait_included(url, std::slice::from_ref(h), limit))
+                .max()
+                .unwrap_or(0)
+        })
+        .max()
+        .unwrap_or(0);
+
+    // Every node has every block up to `top`, and they are the same blocks.
+    let mut seen: Option<(Value, Value)> = None;
+    for url in &net.rpcs {
+        wait_until(&format!("{url} reaches {top}"), limit, || {
+            head(url).is_some_and(|h| h >= top)
+        });
+        let b = rpc(
+            url,
+            "eth_getBlockByNumber",
+            json!([format!("{top:#x}"), false]),
+        );
+        let got = (b["hash"].clone(), b["stateRoot"].clone());
+        match &seen {
+            None => seen = Some(got),
+            Some(s) => assert_eq!(s, &got, "{url} disagrees at {top}"),
+        }
+        let sink = rpc(url, "eth_getBalance", json!([SINK, format!("{top:#x}")]));
+        assert_eq!(
+            sink,
+            json!(format!("{:#x}", 1_000u64 * 60)),
+            "{url}: every transfer counted once"
+        );
+        // Only finalized blocks are applied, so `finalized` and `safe` are the head.
+        let latest = quantity(&rpc(url, "eth_blockNumber", json!([])));
+        for tag in ["safe", "finalized"] {
+            let b = rpc(url, "eth_getBlockByNumber", json!([tag, false]));
+            assert!(
+                quantity(&b["number"]) >= latest,
+                "{url}: {tag} behind latest"
+            );
+        }
+    }
+}
