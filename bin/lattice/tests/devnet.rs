@@ -6,14 +6,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::Encodable2718;
-use alloy_primitives::{Address, B256, TxKind, U256};
+use alloy_primitives::{Address, B256};
 use lattice_evm::DEV_ACCOUNTS;
 use serde_json::{Value, json};
 
 mod support;
-use support::{rpc, start};
+use support::{rpc, signed_transfer, start};
 
 fn quantity(v: &Value) -> u64 {
     let s = v.as_str().expect("hex quantity");
@@ -21,21 +19,13 @@ fn quantity(v: &Value) -> u64 {
 }
 
 fn transfer(key: B256, nonce: u64, chain_id: u64) -> String {
-    let tx = TxEip1559 {
-        chain_id,
+    signed_transfer(
+        key,
         nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(Address::repeat_byte(0x42)),
-        value: U256::from(1_000 + nonce),
-        access_list: Default::default(),
-        input: Default::default(),
-    };
-    let sig =
-        alloy_consensus::crypto::secp256k1::sign_message(key, tx.signature_hash()).expect("sign");
-    let env: TxEnvelope = tx.into_signed(sig).into();
-    format!("0x{}", alloy_primitives::hex::encode(env.encoded_2718()))
+        chain_id,
+        Address::repeat_byte(0x42),
+        1_000 + nonce,
+    )
 }
 
 #[test]

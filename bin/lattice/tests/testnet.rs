@@ -7,14 +7,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy_eips::Encodable2718;
-use alloy_primitives::{Address, B256, TxKind, U256};
+use alloy_primitives::{Address, B256};
 use lattice_evm::DEV_ACCOUNTS;
 use serde_json::{Value, json};
 
 mod support;
-use support::{lattice, rpc};
+use support::{lattice, rpc, signed_transfer};
 
 const SINK: Address = Address::repeat_byte(0x51);
 
@@ -24,21 +22,7 @@ fn quantity(v: &Value) -> u64 {
 }
 
 fn transfer(key: B256, nonce: u64) -> String {
-    let tx = TxEip1559 {
-        chain_id: 31337,
-        nonce,
-        gas_limit: 21_000,
-        max_fee_per_gas: 20_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(SINK),
-        value: U256::from(1_000u64),
-        access_list: Default::default(),
-        input: Default::default(),
-    };
-    let sig =
-        alloy_consensus::crypto::secp256k1::sign_message(key, tx.signature_hash()).expect("sign");
-    let env: TxEnvelope = tx.into_signed(sig).into();
-    format!("0x{}", alloy_primitives::hex::encode(env.encoded_2718()))
+    signed_transfer(key, nonce, 31337, SINK, 1_000)
 }
 
 /// A JSON-RPC call that may fail (a node that is down or starting).

@@ -72,25 +72,19 @@ where
     );
     let max_peers = NZUsize!(validators.keys().len().max(1));
     let mailbox = NZUsize!(4096);
-    let cfg = if net.local {
-        lookup::Config::local(
-            handshake,
-            P2P_NAMESPACE,
-            net.listen,
-            max_peers,
-            MAX_MESSAGE_SIZE,
-            mailbox,
-        )
+    let settings = if net.local {
+        lookup::Config::local
     } else {
-        lookup::Config::recommended(
-            handshake,
-            P2P_NAMESPACE,
-            net.listen,
-            max_peers,
-            MAX_MESSAGE_SIZE,
-            mailbox,
-        )
+        lookup::Config::recommended
     };
+    let cfg = settings(
+        handshake,
+        P2P_NAMESPACE,
+        net.listen,
+        max_peers,
+        MAX_MESSAGE_SIZE,
+        mailbox,
+    );
     let (mut network, mut oracle) = Network::new(context.child("network"), cfg);
     let mut peers = Vec::new();
     for k in validators.keys() {

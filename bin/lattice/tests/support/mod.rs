@@ -246,3 +246,31 @@ pub(crate) fn flip_in_store(datadir: &Path, needle: &[u8]) -> usize {
     }
     flipped
 }
+
+/// A signed EIP-1559 transfer of `value` wei from `key` to `to` (20 gwei fee cap, 1 gwei tip),
+/// as the `0x` hex `eth_sendRawTransaction` takes.
+pub(crate) fn signed_transfer(
+    key: alloy_primitives::B256,
+    nonce: u64,
+    chain_id: u64,
+    to: alloy_primitives::Address,
+    value: u64,
+) -> String {
+    use alloy_consensus::SignableTransaction as _;
+    use alloy_eips::Encodable2718 as _;
+    let tx = alloy_consensus::TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit: 21_000,
+        max_fee_per_gas: 20_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: alloy_primitives::TxKind::Call(to),
+        value: alloy_primitives::U256::from(value),
+        access_list: Default::default(),
+        input: Default::default(),
+    };
+    let sig =
+        alloy_consensus::crypto::secp256k1::sign_message(key, tx.signature_hash()).expect("sign");
+    let env: alloy_consensus::TxEnvelope = tx.into_signed(sig).into();
+    format!("0x{}", alloy_primitives::hex::encode(env.encoded_2718()))
+}
