@@ -300,7 +300,7 @@ pub(crate) async fn serve(
     result
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term =

@@ -313,6 +313,20 @@ pub(crate) fn run(ctx: &Ctx, args: TestnetArgs) -> anyhow::Result<()> {
         cmd.spawn()
             .with_context(|| format!("starting validator {}", m.index))
     };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        // Ctrl-C / SIGTERM set the flag (installed before any validator starts); the
+        // supervising loop notices within its poll interval.
+        let stop = Arc::clone(&stop);
+        let signals = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the signal handler")?;
+        std::thread::spawn(move || {
+            signals.block_on(crate::node::shutdown_signal());
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     let mut children = Vec::with_capacity(n);
     for (m, port) in members.iter_mut().zip(&rpc_ports) {
         let child = spawn(m, *port)?;
@@ -321,13 +335,6 @@ pub(crate) fn run(ctx: &Ctx, args: TestnetArgs) -> anyhow::Result<()> {
     }
     report(ctx, &dir, &members, genesis.config.chain_id)?;
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    #[cfg(unix)]
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        let stop = Arc::clone(&stop);
-        // A plain flag: the loop below notices within its poll interval.
-        signal_flag(signal, stop)?;
-    }
     let mut restarts: Vec<Vec<Instant>> = vec![Vec::new(); n];
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
@@ -434,8 +441,8 @@ fn report(ctx: &Ctx, dir: &Path, members: &[Member], chain_id: u64) -> anyhow::R
     Ok(())
 }
 
-/// Asks a validator process to stop (SIGTERM), then kills it if it has not after 10 s.
-fn terminate(child: &mut Child) {
+/// Asks a process to stop (SIGTERM), then kills it if it has not after 10 s.
+pub(crate) fn terminate(child: &mut Child) {
     #[cfg(unix)]
     {
         if let Ok(pid) = i32::try_from(child.id()) {
@@ -453,26 +460,6 @@ fn terminate(child: &mut Child) {
         }
     }
     let _ = child.kill();
-}
-
-#[cfg(unix)]
-fn signal_flag(signal: i32, flag: Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
-    // A small tokio runtime thread waits for the signal and sets the flag.
-    let kind = tokio::signal::unix::SignalKind::from_raw(signal);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal handler")?;
-    let mut stream = rt
-        .block_on(async { tokio::signal::unix::signal(kind) })
-        .context("installing a signal handler")?;
-    std::thread::spawn(move || {
-        rt.block_on(async {
-            stream.recv().await;
-        });
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
-    Ok(())
 }
 
 /// `lattice validator-key FILE`: writes a new ed25519 validator key and prints its public

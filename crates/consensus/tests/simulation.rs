@@ -125,6 +125,15 @@ impl Sim {
         sim
     }
 
+    /// A network with validators `0..n` started.
+    async fn running(context: deterministic::Context, n: usize) -> Self {
+        let mut sim = Self::new(context).await;
+        for i in 0..n {
+            sim.start(i).await;
+        }
+        sim
+    }
+
     async fn link_all(&self) {
         for a in 0..N {
             for b in 0..N {
@@ -306,10 +315,7 @@ impl Sim {
 fn four_validators_finalize_transfers_and_agree() {
     for seed in seeds() {
         runner(seed).start(|context| async move {
-            let mut sim = Sim::new(context).await;
-            for i in 0..N {
-                sim.start(i).await;
-            }
+            let mut sim = Sim::running(context, N).await;
             sim.wait_for(&[0, 1, 2, 3], 12, Duration::from_secs(120))
                 .await;
             let txs = sim.assert_agree();
@@ -335,10 +341,7 @@ fn four_validators_finalize_transfers_and_agree() {
 fn three_keep_finalizing_with_one_crashed() {
     for seed in seeds() {
         runner(seed).start(|context| async move {
-            let mut sim = Sim::new(context).await;
-            for i in 0..N {
-                sim.start(i).await;
-            }
+            let mut sim = Sim::running(context, N).await;
             sim.wait_for(&[0, 1, 2, 3], 3, Duration::from_secs(60))
                 .await;
             sim.crash(3).await;
@@ -355,10 +358,7 @@ fn three_keep_finalizing_with_one_crashed() {
 fn a_healed_partition_converges() {
     for seed in seeds() {
         runner(seed).start(|context| async move {
-            let mut sim = Sim::new(context).await;
-            for i in 0..N {
-                sim.start(i).await;
-            }
+            let mut sim = Sim::running(context, N).await;
             sim.wait_for(&[0, 1, 2, 3], 3, Duration::from_secs(60))
                 .await;
             // Two halves: neither has a quorum (3 of 4).
@@ -394,10 +394,7 @@ fn a_healed_partition_converges() {
 fn a_restarted_validator_catches_up_from_its_datadir() {
     for seed in seeds() {
         runner(seed).start(|context| async move {
-            let mut sim = Sim::new(context).await;
-            for i in 0..N {
-                sim.start(i).await;
-            }
+            let mut sim = Sim::running(context, N).await;
             sim.wait_for(&[0, 1, 2, 3], 3, Duration::from_secs(60))
                 .await;
             sim.crash(2).await;
@@ -430,10 +427,7 @@ fn an_equivocating_proposer_never_splits_finality() {
 
     for seed in seeds() {
         runner(seed).start(|context| async move {
-            let mut sim = Sim::new(context).await;
-            for i in 0..3 {
-                sim.start(i).await;
-            }
+            let mut sim = Sim::running(context, 3).await;
             let byzantine = 3;
             let control = sim.oracle.control(sim.keys[byzantine].clone());
             let votes = control
