@@ -464,11 +464,21 @@ impl Node {
             prevrandao: header.mix_hash,
             extra_data: header.extra_data.clone(),
         };
-        let block = lattice_evm::execute_block_on(
+        // Senders this node's pool already recovered (the proposer's transactions
+        // usually reached it by gossip first) are not recovered a second time.
+        let known: Vec<Option<Address>> = {
+            let pool = lock(&self.pool);
+            transactions
+                .iter()
+                .map(|tx| pool.get(tx.tx_hash()).map(|p| p.tx.signer()))
+                .collect()
+        };
+        let block = lattice_evm::execute_known_on(
             &self.db,
             pending,
             parent,
             transactions,
+            known,
             &params,
             &self.config.precompiles,
         )

@@ -186,7 +186,33 @@ pub fn execute_block_on(
     params: &BlockParams,
     precompiles: &LatticePrecompiles,
 ) -> Result<ExecutedBlock, BlockError> {
-    let senders: Vec<Option<Address>> = txs.par_iter().map(|tx| tx.recover_signer().ok()).collect();
+    let known = vec![None; txs.len()];
+    execute_known_on(db, pending, parent, txs, known, params, precompiles)
+}
+
+/// [`execute_block_on`] where some senders are already known: `known[i]`, when
+/// set, is trusted as the sender of `txs[i]` (a transaction pool recovered it
+/// from the same signed bytes on arrival); the others are recovered here, in
+/// parallel. A validator re-executing a proposal recovers only the
+/// transactions it has not seen before. `known` shorter than `txs` leaves the
+/// rest to recover.
+pub fn execute_known_on(
+    db: &StateDb,
+    pending: &PendingState,
+    parent: &Header,
+    txs: Vec<TxEnvelope>,
+    known: Vec<Option<Address>>,
+    params: &BlockParams,
+    precompiles: &LatticePrecompiles,
+) -> Result<ExecutedBlock, BlockError> {
+    let senders: Vec<Option<Address>> = txs
+        .par_iter()
+        .enumerate()
+        .map(|(i, tx)| match known.get(i).copied().flatten() {
+            Some(sender) => Some(sender),
+            None => tx.recover_signer().ok(),
+        })
+        .collect();
     execute_with_senders(db, Some(pending), parent, txs, senders, params, precompiles)
 }
 

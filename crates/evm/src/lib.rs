@@ -85,7 +85,8 @@ pub use dev::{DEV_ACCOUNTS, DevAccount};
 pub use error::{BlockError, CallError, GenesisError, StateError, TxRejection};
 pub use execute::{
     AccountChange, BlockParams, ExecutedBlock, Rejected, SPEC, StateDiff, execute_block,
-    execute_block_on, execute_block_with, execute_recovered, execute_recovered_on,
+    execute_block_on, execute_block_with, execute_known_on, execute_recovered,
+    execute_recovered_on,
 };
 pub use genesis::{
     ChainConfig, Deployment, Genesis, GenesisAlloc, GenesisCall, IPFS_INCENTIVES_ADDRESS,

@@ -8,7 +8,7 @@ use alloy_primitives::{Address, Bytes, U256};
 use common::*;
 use lattice_evm::{
     BlockParams, DEV_ACCOUNTS, ExecutedBlock, Genesis, LatticePrecompiles, PendingState, StateDb,
-    TxEnvelope, execute_block_on, execute_block_with,
+    TxEnvelope, execute_block_on, execute_block_with, execute_known_on,
 };
 
 fn txs_for(step: u64) -> Vec<TxEnvelope> {
@@ -131,4 +131,52 @@ fn a_pending_chain_refuses_a_block_that_is_not_the_tips_child() {
     assert!(pending.push(&b).is_err());
     // Executing on the head's header while `a` is pending is refused.
     assert!(execute_block_on(&db, &pending, &parent, vec![], &params(&parent), &p).is_err());
+}
+
+#[test]
+fn senders_known_in_advance_give_the_same_block_and_unknown_ones_are_recovered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open_with(dir.path(), &Genesis::dev(CHAIN_ID));
+    let p = LatticePrecompiles::new();
+    let parent = db.latest_header().expect("head");
+    let pending = PendingState::new();
+    let reference = execute_block_on(&db, &pending, &parent, txs_for(0), &params(&parent), &p)
+        .expect("recovering every sender");
+    assert!(reference.rejected.is_empty(), "{:?}", reference.rejected);
+
+    // The first sender known (as a pool knows it), the second recovered here.
+    let known = vec![Some(DEV_ACCOUNTS[0].address), None];
+    let partly = execute_known_on(
+        &db,
+        &pending,
+        &parent,
+        txs_for(0),
+        known,
+        &params(&parent),
+        &p,
+    )
+    .expect("partly known");
+    assert_eq!(partly.hash, reference.hash);
+    assert_eq!(partly.diff, reference.diff);
+
+    // A known sender is trusted as given: naming another account executes the
+    // transaction as that account's (which has no code and nonce 0 too, but no funds),
+    // so the block differs. The caller must only pass senders it recovered itself.
+    let wrong = vec![Some(Address::repeat_byte(0x99)), None];
+    let forged = execute_known_on(
+        &db,
+        &pending,
+        &parent,
+        txs_for(0),
+        wrong,
+        &params(&parent),
+        &p,
+    )
+    .expect("executes");
+    assert_ne!(forged.hash, reference.hash);
+    assert_eq!(
+        forged.rejected.len(),
+        1,
+        "the unfunded sender's create is rejected"
+    );
 }
