@@ -460,3 +460,172 @@ fn an_equivocating_proposer_never_splits_finality() {
         });
     }
 }
+
+/// Which twin sent what on the blocks channel: `(primary?, number, hash)` of every
+/// body a twin broadcast.
+type Sent = Arc<std::sync::Mutex<Vec<(bool, u64, B256)>>>;
+
+/// Routes a twin's outgoing messages to its side of the network only, keeping
+/// the recipients it asked for; on the blocks channel (`log` set) records the
+/// bodies each twin sent.
+fn twin_forwarder(
+    primary: Vec<PublicKey>,
+    secondary: Vec<PublicKey>,
+    log: Option<Sent>,
+) -> impl Fn(
+    simulated::SplitOrigin,
+    &commonware_p2p::Recipients<PublicKey>,
+    &commonware_runtime::IoBuf,
+) -> Option<commonware_p2p::Recipients<PublicKey>>
++ Clone
++ Send
++ Sync
++ 'static {
+    use commonware_p2p::Recipients;
+    move |origin, asked, message| {
+        let is_primary = origin == simulated::SplitOrigin::Primary;
+        let side = if is_primary { &primary } else { &secondary };
+        let to: Vec<PublicKey> = side
+            .iter()
+            .filter(|k| match asked {
+                Recipients::All => true,
+                Recipients::One(p) => p == *k,
+                Recipients::Some(ps) => ps.contains(k),
+            })
+            .cloned()
+            .collect();
+        if let Some(log) = &log
+            && let Ok(lattice_consensus::WireMessage::Block(b)) =
+                lattice_consensus::WireMessage::decode(message.as_ref(), 32)
+        {
+            log.lock()
+                .expect("log")
+                .push((is_primary, b.header.number, b.hash()));
+        }
+        (!to.is_empty()).then_some(Recipients::Some(to))
+    }
+}
+
+/// Validator 3 is Byzantine as *twins*: two complete, honest Lattice validators
+/// with the same key, each with its own node (the second pays fees to another
+/// coinbase, so its proposals differ), both hearing everything, one talking only to
+/// validators 0 and 1, the other only to validator 2. Whenever key 3 leads, each
+/// twin proposes its own *valid* block for the same view and signs a notarize vote
+/// for it, so the honest validators see two valid, conflicting, signed proposals.
+/// The honest three keep finalizing, agree at every height, and at least one
+/// such equivocation happened.
+#[test]
+fn twins_signing_two_valid_blocks_never_split_finality() {
+    use commonware_p2p::simulated::SplitTarget;
+
+    for seed in seeds() {
+        runner(seed).start(|context| async move {
+            let mut sim = Sim::running(context, 3).await;
+            let byzantine = 3;
+            let key = sim.keys[byzantine].clone();
+            let primary = vec![sim.keys[0].clone(), sim.keys[1].clone()];
+            let secondary = vec![sim.keys[2].clone()];
+            let sent: Sent = Arc::default();
+            let control = sim.oracle.control(key.clone());
+            let mut sides: [Vec<_>; 2] = [Vec::new(), Vec::new()];
+            for ch in [
+                channel::VOTES,
+                channel::CERTIFICATES,
+                channel::RESOLVER,
+                channel::BLOCKS,
+                channel::TXS,
+            ] {
+                let (sender, receiver) = control.register(ch, QUOTA).await.expect("register");
+                let log = (ch == channel::BLOCKS).then(|| Arc::clone(&sent));
+                let (s1, s2) =
+                    sender.split_with(twin_forwarder(primary.clone(), secondary.clone(), log));
+                let (r1, r2) = receiver.split_with(
+                    sim.context.child("split").with_attribute("channel", ch),
+                    |_: &(PublicKey, commonware_runtime::IoBuf)| SplitTarget::Both,
+                );
+                sides[0].push((s1, r1));
+                sides[1].push((s2, r2));
+            }
+            let dirs = [
+                tempfile::tempdir().expect("tempdir"),
+                tempfile::tempdir().expect("tempdir"),
+            ];
+            let mut twins = Vec::new();
+            for (t, channels) in sides.into_iter().enumerate() {
+                let config = NodeConfig {
+                    coinbase: Address::repeat_byte(0xa0 + t as u8),
+                    ..NodeConfig::dev()
+                };
+                let node = Arc::new(
+                    Node::open(&dirs[t].path().join("chain.redb"), &genesis(), config)
+                        .expect("open twin"),
+                );
+                let mut channels = channels.into_iter();
+                let mut next = || channels.next().expect("five channels");
+                let validator = start(
+                    sim.context.child("twin").with_attribute("side", t),
+                    Arc::clone(&node),
+                    dev_validator_key(byzantine as u64),
+                    &sim.set,
+                    control.clone(),
+                    &ConsensusConfig::local(format!("twin-{t}")),
+                    Channels {
+                        votes: next(),
+                        certificates: next(),
+                        resolver: next(),
+                        blocks: next(),
+                        txs: next(),
+                    },
+                )
+                .expect("start twin");
+                twins.push((node, validator));
+            }
+
+            sim.wait_for(&[0, 1, 2], 20, Duration::from_secs(600)).await;
+            let txs = sim.assert_agree();
+            assert!(txs > 0, "seed {seed}: no transaction finalized");
+
+            // Heights at which the twins sent different bodies: real equivocations.
+            let sent = sent.lock().expect("log").clone();
+            let mut conflicts = std::collections::BTreeMap::<u64, [Vec<B256>; 2]>::new();
+            for (is_primary, number, hash) in sent {
+                let slot = &mut conflicts.entry(number).or_default()[usize::from(!is_primary)];
+                if !slot.contains(&hash) {
+                    slot.push(hash);
+                }
+            }
+            let equivocations: Vec<u64> = conflicts
+                .iter()
+                .filter(|(_, [a, b])| a.iter().any(|h| !b.is_empty() && !b.contains(h)))
+                .map(|(n, _)| *n)
+                .collect();
+            assert!(
+                !equivocations.is_empty(),
+                "seed {seed}: the twins never proposed two different blocks at one height"
+            );
+            // Whatever the honest validators finalized at those heights is one block,
+            // and the twins' own nodes never finalized anything else.
+            let honest = sim.nodes[0].as_ref().expect("node 0");
+            for n in &equivocations {
+                let Some(b) = honest.block_by_number(*n).expect("read") else {
+                    continue;
+                };
+                for (twin, _) in &twins {
+                    if let Some(t) = twin.block_by_number(*n).expect("read") {
+                        assert_eq!(
+                            t.hash, b.hash,
+                            "seed {seed}: a twin finalized another block at {n}"
+                        );
+                    }
+                }
+            }
+            eprintln!(
+                "seed {seed}: equivocations at heights {equivocations:?}, twin heights {:?}",
+                twins
+                    .iter()
+                    .map(|(n, _)| n.head().expect("head").number)
+                    .collect::<Vec<_>>()
+            );
+        });
+    }
+}
