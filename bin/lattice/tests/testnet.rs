@@ -141,6 +141,16 @@ fn wait_included(url: &str, hashes: &[String], limit: Duration) -> u64 {
     top
 }
 
+/// Resident memory of a process, from `/proc` (Linux).
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
 #[test]
 fn four_validator_processes_survive_a_kill_9_and_agree() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -155,6 +165,15 @@ fn four_validator_processes_survive_a_kill_9_and_agree() {
     let mut nonces = [0u64; 4];
     let first = send(&net, &mut nonces, 5, |i| i % 4);
     wait_included(&net.rpcs[0], &first, limit);
+    // A running validator stays small (p2p queues are sized by peers × burst and
+    // allocated up front; a burst of 100,000 once made each process 4 GB resident).
+    for pid in &net.pids {
+        let rss = resident_kib(*pid);
+        assert!(
+            rss < 512 * 1024,
+            "validator pid {pid} is {rss} KiB resident"
+        );
+    }
 
     // Validator 2 dies without warning; the testnet restarts it.
     let victim = 2;

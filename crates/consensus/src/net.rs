@@ -45,6 +45,9 @@ pub struct NetworkConfig {
     pub local: bool,
 }
 
+/// Messages a peer may send on one channel at once (beyond the steady rate).
+pub const MAX_BURST: u32 = 1024;
+
 /// Starts the p2p network and the validator on it. The network's task and the
 /// validator's run until the context stops.
 pub fn start_validator<E>(
@@ -99,8 +102,11 @@ where
     }
     let peers: Map<PublicKey, Address> = peers.try_into().map_err(|_| ConfigError::BadSet)?;
     let _ = oracle.track(0, peers);
-    // Generous per-peer quotas: a loopback testnet moves thousands of messages a second.
-    let quota = Quota::per_second(NZU32!(100_000));
+    // Generous per-peer rates (a loopback testnet moves thousands of messages a second) with
+    // a bounded burst: commonware sizes each channel's inbound queue, and the router's
+    // outbound one, as peers × burst slots, allocated up front. A burst equal to the rate
+    // (governor's default) made that 4 GB resident per validator.
+    let quota = Quota::per_second(NZU32!(100_000)).allow_burst(NZU32!(MAX_BURST));
     let mut register = |id| network.register(id, quota);
     let channels = Channels {
         votes: register(channel::VOTES),
