@@ -46,7 +46,7 @@ pub struct NetworkConfig {
 }
 
 /// Messages a peer may send on one channel at once (beyond the steady rate).
-pub const MAX_BURST: u32 = 1024;
+pub(crate) const MAX_BURST: u32 = 1024;
 
 /// Starts the p2p network and the validator on it. The network's task and the
 /// validator's run until the context stops.
