@@ -2,7 +2,7 @@
 //! proposes, verifies, relays bodies, fetches missing ones, and commits
 //! finalized blocks in order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,8 +29,6 @@ use crate::{
 
 /// Most blocks in one backfill response.
 pub(crate) const MAX_RESPONSE_BLOCKS: usize = 32;
-/// Bodies further than this above the finalized head are not kept.
-const MAX_AHEAD: u64 = 4096;
 /// How often the actor wakes on its own (missing bodies asked for again, a proposal
 /// waiting for transactions reconsidered).
 const TICK: Duration = Duration::from_millis(20);
@@ -41,6 +39,8 @@ const FETCH_RETRY: Duration = Duration::from_millis(200);
 const EMPTY_BLOCK_DELAY: Duration = Duration::from_millis(250);
 /// Seconds a proposal's timestamp may be ahead of this validator's clock.
 const MAX_CLOCK_DRIFT: u64 = 15;
+/// Most finalized blocks committed in one pass of the actor.
+const MAX_COMMITS_PER_PASS: usize = 256;
 /// Most missing bodies asked for at once.
 const MAX_FETCH: usize = 8;
 
@@ -157,6 +157,12 @@ pub(crate) struct Actor<E, S, R> {
     asked: HashMap<B256, SystemTime>,
     /// A finalized block failed to execute: this node's state is wrong.
     halted: bool,
+    /// Unsolicited bodies further than this above the finalized head are not kept.
+    max_ahead: u64,
+    /// Parent hashes of the bodies held beyond `max_ahead` (each fetched by the hash a
+    /// finalization or a held child named): a body with one of these hashes is
+    /// authenticated by its child, so it is kept at any height.
+    linked: HashSet<B256>,
 }
 
 pub(crate) fn mailbox() -> (Mailbox, mpsc::UnboundedReceiver<Message>) {
@@ -175,6 +181,7 @@ where
         node: Arc<Node>,
         mailbox: mpsc::UnboundedReceiver<Message>,
         (sender, receiver): (S, R),
+        max_ahead: u64,
     ) -> Self {
         Self {
             context,
@@ -191,6 +198,8 @@ where
             wanted: BTreeSet::new(),
             asked: HashMap::new(),
             halted: false,
+            max_ahead,
+            linked: HashSet::new(),
         }
     }
 
@@ -303,10 +312,19 @@ where
     fn keep(&mut self, block: Block) {
         let Ok(head) = self.node.head() else { return };
         let n = block.header.number;
-        if n <= head.number || n > head.number + MAX_AHEAD {
+        if n <= head.number {
             return;
         }
         let h = block.hash();
+        if n > head.number + self.max_ahead {
+            // Far ahead: only what a hash this node trusts names (a body it asked for, or
+            // the parent of one it holds), never what a peer pushes unasked.
+            if !self.asked.contains_key(&h) && !self.wanted.contains(&h) && !self.linked.remove(&h)
+            {
+                return;
+            }
+            self.linked.insert(block.header.parent_hash);
+        }
         self.wanted.remove(&h);
         self.bodies.entry(h).or_insert_with(|| Arc::new(block));
     }
@@ -409,7 +427,11 @@ where
                 path.push(cur);
                 cur = b.header.parent_hash;
             }
-            for h in path.into_iter().rev() {
+            // A validator catching up commits in slices, so it keeps answering its
+            // mailbox and the wire between them.
+            let slice = path.len().saturating_sub(MAX_COMMITS_PER_PASS);
+            let done = slice == 0;
+            for h in path.into_iter().skip(slice).rev() {
                 let executed = match self.executed.remove(&h) {
                     Some(e) => e,
                     None => {
@@ -434,6 +456,9 @@ where
                 info!(number, %h, txs, "finalized");
             }
             self.prune();
+            if !done {
+                return;
+            }
         }
     }
 
@@ -442,6 +467,9 @@ where
         self.bodies.retain(|_, b| b.header.number > head.number);
         self.executed.retain(|_, e| e.header.number > head.number);
         self.invalid.retain(|_, n| *n > head.number);
+        if self.bodies.is_empty() {
+            self.linked.clear();
+        }
     }
 
     /// The state after `parent` (executing known, uncommitted ancestors as

@@ -168,6 +168,11 @@ pub struct ConsensusConfig {
     pub view_retention: u64,
     /// Storage partition (prefix) of simplex's vote journal.
     pub partition: String,
+    /// Unsolicited block bodies (proposals, relays) more than this many blocks above
+    /// the finalized head are dropped. Bodies this validator asked for by hash, and
+    /// their ancestors, are kept at any height: that is how a validator that was down
+    /// for long catches up.
+    pub max_ahead: u64,
 }
 
 impl ConsensusConfig {
@@ -180,6 +185,7 @@ impl ConsensusConfig {
             fetch_timeout: Duration::from_secs(1),
             view_retention: 10,
             partition: partition.into(),
+            max_ahead: 4096,
         }
     }
 }
@@ -249,7 +255,13 @@ where
         let node = Arc::clone(&node);
         move |_| gossip::run(node, channels.txs)
     });
-    let actor = app::Actor::new(context.child("application"), node, inbox, channels.blocks);
+    let actor = app::Actor::new(
+        context.child("application"),
+        node,
+        inbox,
+        channels.blocks,
+        config.max_ahead,
+    );
     let application = context
         .child("application_task")
         .spawn(move |_| actor.run());
