@@ -26,6 +26,14 @@ const N: usize = 4;
 const GWEI: u128 = 1_000_000_000;
 const SINK: Address = Address::repeat_byte(0x77);
 const QUOTA: Quota = Quota::per_second(NZU32!(10_000));
+/// A validator's channels in the order of [`Channels`]' fields.
+const CHANNELS: [u64; 5] = [
+    channel::VOTES,
+    channel::CERTIFICATES,
+    channel::RESOLVER,
+    channel::BLOCKS,
+    channel::TXS,
+];
 
 fn seeds() -> std::ops::Range<u64> {
     let n = std::env::var("LATTICE_SIM_SEEDS")
@@ -172,13 +180,7 @@ impl Sim {
         };
         let control = self.oracle.control(self.keys[i].clone());
         let mut reg = Vec::new();
-        for ch in [
-            channel::VOTES,
-            channel::CERTIFICATES,
-            channel::RESOLVER,
-            channel::BLOCKS,
-            channel::TXS,
-        ] {
+        for ch in CHANNELS {
             reg.push(control.register(ch, QUOTA).await.expect("register"));
         }
         let mut reg = reg.into_iter();
@@ -558,13 +560,7 @@ fn twins_signing_two_valid_blocks_never_split_finality() {
             let sent: Sent = Arc::default();
             let control = sim.oracle.control(key.clone());
             let mut sides: [Vec<_>; 2] = [Vec::new(), Vec::new()];
-            for ch in [
-                channel::VOTES,
-                channel::CERTIFICATES,
-                channel::RESOLVER,
-                channel::BLOCKS,
-                channel::TXS,
-            ] {
+            for ch in CHANNELS {
                 let (sender, receiver) = control.register(ch, QUOTA).await.expect("register");
                 let log = (ch == channel::BLOCKS).then(|| Arc::clone(&sent));
                 let (s1, s2) =
