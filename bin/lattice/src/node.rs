@@ -68,6 +68,10 @@ pub(crate) struct NodeArgs {
     /// 10GB, 512MiB.
     #[arg(long, default_value = "10GB", value_parser = parse_size)]
     model_cache: u64,
+    /// Seconds between attempts at inference requests that failed on this node (a model no
+    /// peer had yet, a key without the role) while they stay pending.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    executor_retry_s: u64,
     /// Also serve the store over the IPFS trustless gateway and Kubo RPC API on this port
     /// (same interface as JSON-RPC; 0 picks a free one), so other nodes can fetch models,
     /// request documents and outputs from this one.
@@ -207,6 +211,7 @@ pub(crate) async fn serve(
         Some(key) => {
             let mut config = lattice_executor::ExecutorConfig::new(key, ctx.datadir.join("models"));
             config.cache_bytes = args.model_cache;
+            config.retry_every = std::time::Duration::from_secs(args.executor_retry_s);
             config.peers = args
                 .peers
                 .iter()

@@ -500,6 +500,62 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     assert_eq!(again["outputHash"], json!(output_hash));
 }
 
+/// A request for a model no peer serves yet fails on the node and stays pending with the
+/// reason; the executor tries it again on its own (`--executor-retry-s 1`), and once the
+/// author's gateway is up the same running node fetches the model and fulfils it — no
+/// restart, no second request.
+#[test]
+fn failed_requests_are_tried_again_without_a_restart() {
+    let node_dir = tempfile::tempdir().expect("tmp");
+    let author = tempfile::tempdir().expect("tmp");
+    let cid = import_cid(author.path(), &runtime_data("tiny-bert-classifier"), &[]);
+    let port = free_port();
+    let peer = format!("http://127.0.0.1:{port}");
+    let node = start_instant(
+        node_dir.path(),
+        &["--peer", &peer, "--executor-retry-s", "1"],
+    );
+    let url = node.url.as_str();
+    ok_json(model(
+        author.path(),
+        url,
+        &["deploy", &cid, "--price", "0.0001", "--key", &key(OWNER)],
+    ));
+    let err = failed(inference(
+        author.path(),
+        url,
+        &[
+            "tiny-bert-classifier",
+            "--input",
+            "soon",
+            "--key",
+            &key(USER),
+            "--timeout-s",
+            "3",
+        ],
+    ));
+    assert!(
+        err.contains("still pending") && err.contains("fetching model"),
+        "{err}"
+    );
+    let pending = rpc(url, "lattice_getReceipt", json!([1]));
+    assert_eq!(pending["status"], json!("pending"), "{pending}");
+
+    let _serving = serve_on(author.path(), port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answer = loop {
+        let a = rpc(url, "lattice_getReceipt", json!([1]));
+        if a["status"] != json!("pending") {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "never retried: {a}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(answer["status"], json!("fulfilled"), "{answer}");
+    let check = rpc(url, "lattice_verifyReceipt", json!([answer["receipt"]]));
+    assert_eq!(check["valid"], json!(true), "{check}");
+}
+
 /// A request that arrives while the node cannot answer it (its executor key lacks
 /// `EXECUTOR_ROLE`) stays pending with the reason; after a restart with the right key, the
 /// executor finds it in recent blocks and fulfils it. The model was imported into the node's

@@ -42,11 +42,14 @@ pub struct ExecutorConfig {
     pub concurrency: usize,
     /// Tip per gas of the executor's transactions (wei).
     pub tip: u128,
+    /// How often requests that failed on this node (a model no peer had, a key without
+    /// the role, …) are tried again while they are pending.
+    pub retry_every: Duration,
 }
 
 impl ExecutorConfig {
     /// Defaults: no peers, a 10 GB model cache, a 10,000-block look back, 4 requests at once,
-    /// a 1 gwei tip.
+    /// a 1 gwei tip, failed requests tried again every 30 s.
     pub fn new(key: B256, models_dir: PathBuf) -> Self {
         Self {
             key,
@@ -56,6 +59,7 @@ impl ExecutorConfig {
             lookback: 10_000,
             concurrency: 4,
             tip: 1_000_000_000,
+            retry_every: Duration::from_secs(30),
         }
     }
 }
@@ -107,6 +111,14 @@ pub struct Executed {
     pub runtime: String,
 }
 
+/// An `InferenceRequested` event and the block that logged it.
+#[derive(Debug, Clone)]
+struct Requested {
+    event: ModelRegistry::InferenceRequested,
+    number: u64,
+    block_hash: B256,
+}
+
 /// The inference side of a node (see the crate docs).
 pub struct Executor {
     node: Arc<Node>,
@@ -126,6 +138,8 @@ pub struct Executor {
     in_flight: Mutex<HashSet<U256>>,
     /// Why a request this node saw is still pending (a model it could not get, …).
     failures: Mutex<HashMap<U256, String>>,
+    /// The requests behind `failures`, to try again every [`ExecutorConfig::retry_every`].
+    retries: Mutex<HashMap<U256, Requested>>,
     permits: Semaphore,
 }
 
@@ -174,6 +188,7 @@ impl Executor {
             send: Mutex::new(()),
             in_flight: Mutex::new(HashSet::new()),
             failures: Mutex::new(HashMap::new()),
+            retries: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -228,19 +243,35 @@ impl Executor {
             }
         };
         self.scan(last.saturating_sub(self.config.lookback), last);
+        let mut retry =
+            tokio::time::interval(self.config.retry_every.max(Duration::from_millis(100)));
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        retry.tick().await;
         loop {
-            match blocks.recv().await {
-                Ok(block) => {
-                    last = block.header.number;
-                    self.on_block(&block);
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let head = self.node.head().map(|h| h.number).unwrap_or(last);
-                    self.scan(last + 1, head);
-                    last = head;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+            tokio::select! {
+                got = blocks.recv() => match got {
+                    Ok(block) => {
+                        last = block.header.number;
+                        self.on_block(&block);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let head = self.node.head().map(|h| h.number).unwrap_or(last);
+                        self.scan(last + 1, head);
+                        last = head;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = retry.tick() => self.retry_failed(),
             }
+        }
+    }
+
+    /// Tries again every request that failed here and is not being worked on.
+    fn retry_failed(self: &Arc<Self>) {
+        let due: Vec<Requested> = lock(&self.retries).drain().map(|(_, r)| r).collect();
+        for r in due {
+            tracing::debug!(request = %r.event.requestId, "trying a failed request again");
+            self.start(r);
         }
     }
 
@@ -287,24 +318,40 @@ impl Executor {
         {
             return;
         }
-        let Ok(ev) = ModelRegistry::InferenceRequested::decode_log_data(&log.data) else {
+        let Ok(event) = ModelRegistry::InferenceRequested::decode_log_data(&log.data) else {
             return;
         };
-        let id = ev.requestId;
+        self.start(Requested {
+            event,
+            number,
+            block_hash: hash,
+        });
+    }
+
+    /// Works on one request in its own task, unless it is already being worked on; a
+    /// failure is kept (with its reason) for [`Executor::retry_failed`].
+    fn start(self: &Arc<Self>, r: Requested) {
+        let id = r.event.requestId;
         if !lock(&self.in_flight).insert(id) {
             return;
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let _permit = this.permits.acquire().await;
-            let result = this.handle(&ev, number, hash).await;
+            let result = this.handle(&r.event, r.number, r.block_hash).await;
             match result {
                 Ok(()) => {
                     lock(&this.failures).remove(&id);
                 }
                 Err(e) => {
-                    tracing::warn!(request = %id, error = %e, "inference request not answered");
-                    lock(&this.failures).insert(id, e.to_string());
+                    let reason = e.to_string();
+                    let before = lock(&this.failures).insert(id, reason.clone());
+                    if before.as_deref() == Some(reason.as_str()) {
+                        tracing::debug!(request = %id, error = %reason, "inference request still not answered");
+                    } else {
+                        tracing::warn!(request = %id, error = %reason, "inference request not answered");
+                    }
+                    lock(&this.retries).insert(id, r);
                 }
             }
             lock(&this.in_flight).remove(&id);
