@@ -70,7 +70,7 @@ pub(crate) fn testnet(ctx: &Ctx, args: TestnetBenchArgs) -> anyhow::Result<()> {
     if args.validators == 0 || args.latency_txs == 0 {
         bail!("--validators and --latency-txs must be positive");
     }
-    let dir = tempfile_dir()?;
+    let dir = crate::scratch_dir("bench-testnet")?;
     let exe = std::env::current_exe().context("finding the lattice binary")?;
     let mut child = Command::new(exe)
         .arg("--datadir")
@@ -143,19 +143,6 @@ pub(crate) fn testnet(ctx: &Ctx, args: TestnetBenchArgs) -> anyhow::Result<()> {
         report.validators, f.samples, f.p50_ms, f.p99_ms, f.max_ms
     );
     print_rpc_report(ctx, &report.throughput)
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "lattice-bench-testnet-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-    ));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
 
 async fn wait_ready(rpc: &Rpc) -> anyhow::Result<()> {

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_inference;
 mod bench_testnet;
+mod genesis;
 mod import;
 mod inference;
 mod ipfs;
@@ -53,6 +54,9 @@ enum Command {
     Testnet(testnet::TestnetArgs),
     /// Write a new ed25519 validator key and print its public key.
     ValidatorKey(testnet::KeyArgs),
+    /// Write the genesis of a real network: its validators, funded accounts and the
+    /// system contracts' administrator (for `lattice node --config`).
+    Genesis(genesis::GenesisArgs),
     /// A local dev chain with prefunded accounts and the system contracts
     /// (`lattice node --dev`).
     Devnet(node::NodeArgs),
@@ -65,6 +69,23 @@ enum Command {
     /// Execution receipts: check one (`receipt verify`).
     #[command(subcommand)]
     Receipt(inference::ReceiptCommand),
+}
+
+/// A new, empty directory under the system's temporary directory, named for `what`, this
+/// process and the time; the caller removes it.
+pub(crate) fn scratch_dir(what: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "lattice-{what}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    ));
+    anyhow::Context::with_context(std::fs::create_dir_all(&dir), || {
+        format!("creating {}", dir.display())
+    })?;
+    Ok(dir)
 }
 
 /// What every command gets: where state lives and how to print.
@@ -152,6 +173,7 @@ fn main() -> ExitCode {
         Command::Devnet(args) => node::run(&ctx, args.devnet()),
         Command::Testnet(args) => testnet::run(&ctx, args),
         Command::ValidatorKey(args) => testnet::keygen(&ctx, args),
+        Command::Genesis(args) => genesis::run(&ctx, args),
         Command::Model(cmd) => model::run(&ctx, cmd),
         Command::Bench(cmd) => bench::run(&ctx, cmd),
         Command::Receipt(cmd) => inference::receipt(&ctx, cmd),

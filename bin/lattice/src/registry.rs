@@ -1037,7 +1037,7 @@ fn display_value(v: &Value) -> String {
 }
 
 /// A decimal ETH amount (`"0.001"`, `"2"`, `"1.5"`) in wei; at most 18 decimals.
-fn parse_eth(s: &str) -> anyhow::Result<U256> {
+pub(crate) fn parse_eth(s: &str) -> anyhow::Result<U256> {
     let s = s.trim();
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());

@@ -238,21 +238,36 @@ fn init(dir: &Path, args: &TestnetArgs) -> anyhow::Result<()> {
     )
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+/// Writes `bytes` to `path` through a temporary file renamed over it, so a reader (or a
+/// crash) never sees half a file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_via_tmp(path, bytes, false)
 }
 
+/// [`write_atomic`] for a secret: readable by the owner only, from the first byte.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    write_atomic(path, text.as_bytes())?;
+    write_via_tmp(path, text.as_bytes(), true)
+}
+
+fn write_via_tmp(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {}", path.display()))?;
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        open.mode(0o600);
     }
-    Ok(())
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = open
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `lattice testnet`: N validator processes of one network on loopback, restarted if

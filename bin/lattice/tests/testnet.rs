@@ -247,3 +247,177 @@ fn four_validator_processes_survive_a_kill_9_and_agree() {
         }
     }
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `registry.hasRole(role, who)` through `eth_call`.
+fn has_role(url: &str, role: B256, who: Address) -> bool {
+    use alloy_sol_types::SolCall as _;
+    let data = lattice_contracts::ModelRegistry::hasRoleCall { role, account: who }.abi_encode();
+    let v = rpc(
+        url,
+        "eth_call",
+        json!([{"to": lattice_evm::MODEL_REGISTRY_ADDRESS, "data": alloy_primitives::hex::encode_prefixed(data)}, "latest"]),
+    );
+    v.as_str().expect("hex").ends_with('1')
+}
+
+/// A real deployment from nothing, with the documented commands only: a validator key,
+/// `lattice genesis` (no dev accounts; the given admin, executor and funded account),
+/// a hand-written `config.json`, `lattice node --config`. The chain finalizes, serves the
+/// genesis it was given (hash, chain id, balances, roles), and takes a transfer. Bad
+/// genesis arguments are refused with the reason and write nothing.
+#[test]
+fn a_network_starts_from_lattice_genesis_and_a_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let key_out = lattice(d)
+        .args(["--json", "validator-key"])
+        .arg(d.join("v.key"))
+        .output()
+        .expect("validator-key");
+    assert!(key_out.status.success(), "{key_out:?}");
+    let key: Value = serde_json::from_slice(&key_out.stdout).expect("json");
+    let public = key["public_key"].as_str().expect("public key").to_string();
+
+    let admin = Address::repeat_byte(0xad);
+    let executor = Address::repeat_byte(0xe1);
+    let funded = DEV_ACCOUNTS[3];
+    let genesis_args = |extra: &[&str]| {
+        let mut c = lattice(d);
+        c.args(["--json", "genesis", "--validator", &public])
+            .args([
+                "--admin",
+                &admin.to_string(),
+                "--executor",
+                &executor.to_string(),
+            ])
+            .args(extra);
+        c
+    };
+    let fund = format!("{}=100", funded.address);
+    // Refused, naming the problem; nothing written.
+    for (extra, why) in [
+        (vec!["--chain-id", "31337", "--fund", &fund], "dev chain"),
+        (vec!["--chain-id", "4242"], "fund at least one account"),
+        (
+            vec!["--chain-id", "4242", "--fund", "0x12=1"],
+            "not an address",
+        ),
+        (
+            vec![
+                "--chain-id",
+                "4242",
+                "--fund",
+                &fund,
+                "--validator",
+                &public,
+            ],
+            "listed twice",
+        ),
+        (
+            vec![
+                "--chain-id",
+                "4242",
+                "--fund",
+                &fund,
+                "--validator",
+                "0x1234",
+            ],
+            "public key",
+        ),
+    ] {
+        let mut extra = extra.clone();
+        let out_path = d.join("bad.json");
+        let out_arg = out_path.to_string_lossy().to_string();
+        extra.extend(["--out", &out_arg]);
+        let out = genesis_args(&extra).output().expect("genesis");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{extra:?}: {err}"
+        );
+        assert!(!out_path.exists(), "{extra:?} wrote a genesis");
+    }
+    let genesis_path = d.join("genesis.json");
+    let out = genesis_args(&["--chain-id", "4242", "--fund", &fund, "--out"])
+        .arg(&genesis_path)
+        .output()
+        .expect("genesis");
+    assert!(out.status.success(), "{out:?}");
+    let made: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let again = genesis_args(&["--chain-id", "4242", "--fund", &fund, "--out"])
+        .arg(&genesis_path)
+        .output()
+        .expect("genesis");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists"),
+        "an existing genesis is not overwritten"
+    );
+
+    let node_dir = d.join("node");
+    std::fs::create_dir_all(&node_dir).expect("mkdir");
+    let config = json!({
+        "genesis": "../genesis.json",
+        "key": "../v.key",
+        "p2p": format!("127.0.0.1:{}", free_port()),
+        "peers": {},
+        "local": true,
+    });
+    std::fs::write(node_dir.join("config.json"), config.to_string()).expect("config");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = lattice(&node_dir)
+        .args(["node", "--config"])
+        .arg(node_dir.join("config.json"))
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Kill(child);
+    let limit = Duration::from_secs(60);
+    wait_until("the validator finalizes blocks", limit, || {
+        head(&url).is_some_and(|h| h >= 2)
+    });
+    assert_eq!(quantity(&rpc(&url, "eth_chainId", json!([]))), 4242);
+    let block0 = rpc(&url, "eth_getBlockByNumber", json!(["0x0", false]));
+    assert_eq!(block0["hash"], made["hash"], "{block0}");
+    let balance = |who: Address| rpc(&url, "eth_getBalance", json!([who, "latest"]));
+    assert_eq!(balance(funded.address), json!("0x56bc75e2d63100000")); // 100 ETH
+    assert_eq!(
+        balance(DEV_ACCOUNTS[0].address),
+        json!("0x0"),
+        "no dev allocations"
+    );
+    assert!(
+        has_role(&url, B256::ZERO, admin),
+        "admin holds DEFAULT_ADMIN_ROLE"
+    );
+    assert!(has_role(&url, lattice_contracts::EXECUTOR_ROLE, executor));
+    assert!(!has_role(
+        &url,
+        lattice_contracts::EXECUTOR_ROLE,
+        DEV_ACCOUNTS[9].address
+    ));
+
+    let raw = signed_transfer(funded.private_key, 0, 4242, SINK, 1_000);
+    let hash = rpc(&url, "eth_sendRawTransaction", json!([raw]));
+    wait_until("the transfer is finalized", limit, || {
+        try_rpc(&url, "eth_getTransactionReceipt", json!([hash]))
+            .is_some_and(|r| r["status"] == json!("0x1"))
+    });
+    assert_eq!(balance(SINK), json!("0x3e8"));
+}

@@ -22,14 +22,55 @@ pub fn dev_genesis(chain_id: u64, gas_limit: u64) -> Genesis {
     let admin = DEV_ACCOUNTS[0].address;
     let mut genesis = Genesis::dev(chain_id);
     genesis.gas_limit = gas_limit;
-    let grant = ModelRegistry::grantRoleCall {
-        role: lattice_contracts::EXECUTOR_ROLE,
-        account: DEV_ACCOUNTS[DEV_EXECUTOR].address,
-    };
+    with_system_contracts(
+        genesis,
+        &Roles {
+            admin,
+            treasury: admin,
+            publisher: admin,
+            executors: vec![DEV_ACCOUNTS[DEV_EXECUTOR].address],
+        },
+    )
+}
+
+/// Who runs a network's system contracts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles {
+    /// `DEFAULT_ADMIN_ROLE` of both contracts (grants every other role).
+    pub admin: Address,
+    /// Receives the registry's protocol share of inference fees.
+    pub treasury: Address,
+    /// Publishes the incentives' reward Merkle roots.
+    pub publisher: Address,
+    /// Accounts granted the registry's `EXECUTOR_ROLE` at genesis.
+    pub executors: Vec<Address>,
+}
+
+/// `genesis` with `ModelRegistry` at [`MODEL_REGISTRY_ADDRESS`] and `IPFSIncentives` at
+/// [`IPFS_INCENTIVES_ADDRESS`] (the registry's pinning pool) deployed and `roles` granted:
+/// what every Lattice chain starts with, dev or not.
+pub fn with_system_contracts(genesis: Genesis, roles: &Roles) -> Genesis {
+    let mut genesis = genesis
+        .with_deployment(
+            MODEL_REGISTRY_ADDRESS,
+            registry_init_code(roles.admin, roles.treasury),
+        )
+        .with_deployment(
+            IPFS_INCENTIVES_ADDRESS,
+            incentives_init_code(roles.admin, roles.publisher),
+        );
+    for executor in &roles.executors {
+        let grant = ModelRegistry::grantRoleCall {
+            role: lattice_contracts::EXECUTOR_ROLE,
+            account: *executor,
+        };
+        genesis = genesis.with_call(
+            roles.admin,
+            MODEL_REGISTRY_ADDRESS,
+            grant.abi_encode().into(),
+        );
+    }
     genesis
-        .with_deployment(MODEL_REGISTRY_ADDRESS, registry_init_code(admin, admin))
-        .with_deployment(IPFS_INCENTIVES_ADDRESS, incentives_init_code(admin, admin))
-        .with_call(admin, MODEL_REGISTRY_ADDRESS, grant.abi_encode().into())
 }
 
 /// Index in [`DEV_ACCOUNTS`] of the dev chain's executor (the last account, so that the

@@ -37,7 +37,8 @@ mod store;
 
 pub use error::{ChainError, PoolError, VerifyError};
 pub use genesis::{
-    DEV_CHAIN_ID, DEV_EXECUTOR, dev_genesis, incentives_init_code, registry_init_code,
+    DEV_CHAIN_ID, DEV_EXECUTOR, Roles, dev_genesis, incentives_init_code, registry_init_code,
+    with_system_contracts,
 };
 pub use node::{NewBlock, Node, NodeConfig, PendingTx};
 pub use pool::{Inserted, Pool, PoolConfig, PoolStatus, PooledTx, intrinsic_gas};
