@@ -170,7 +170,7 @@ fn no_namespace(e: anyhow::Error) -> anyhow::Error {
         .downcast_ref::<crate::rpc_client::RpcError>()
         .is_some_and(|r| r.code == -32601);
     if missing {
-        e.context("the node serves no lattice_* methods (it runs no executor: started with --no-executor, or without --executor-key off the dev chain)")
+        e.context("the node runs no executor, so it takes no inference requests (it was started with --no-executor, or without --executor-key off the dev chain; in `lattice testnet`, validator 0 runs it): send them to a node that does")
     } else {
         e
     }

@@ -206,17 +206,18 @@ pub(crate) async fn serve(
             ctx.store_dir().display()
         )
     })?);
+    let peers: Vec<lattice_fetch::Source> = args
+        .peers
+        .iter()
+        .map(|p| p.parse().with_context(|| format!("--peer {p}")))
+        .collect::<anyhow::Result<_>>()?;
     let executor = match executor_key(&args, chain_id)? {
         None => None,
         Some(key) => {
             let mut config = lattice_executor::ExecutorConfig::new(key, ctx.datadir.join("models"));
             config.cache_bytes = args.model_cache;
             config.retry_every = std::time::Duration::from_secs(args.executor_retry_s);
-            config.peers = args
-                .peers
-                .iter()
-                .map(|p| p.parse().with_context(|| format!("--peer {p}")))
-                .collect::<anyhow::Result<_>>()?;
+            config.peers = peers.clone();
             Some(lattice_executor::Executor::new(
                 Arc::clone(&node),
                 Arc::clone(&store),
@@ -224,9 +225,15 @@ pub(crate) async fn serve(
             )?)
         }
     };
-    let extra = match &executor {
-        Some(ex) => lattice_executor::rpc::methods(Arc::clone(ex)).into(),
-        None => lattice_rpc::Methods::new(),
+    // Every node answers the read-only lattice_* methods; an executor adds the rest.
+    let extra: lattice_rpc::Methods = match &executor {
+        Some(ex) => lattice_executor::rpc::methods(Arc::clone(ex)),
+        None => lattice_executor::rpc::read_methods(lattice_executor::Reader::new(
+            Arc::clone(&node),
+            Arc::clone(&store),
+            peers,
+        )?)
+        .into(),
     };
     let server = lattice_rpc::start_with(
         addr,

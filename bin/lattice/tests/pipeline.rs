@@ -500,6 +500,56 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     assert_eq!(again["outputHash"], json!(output_hash));
 }
 
+/// A node without an executor still answers the read-only `lattice_*` methods from its
+/// chain and store; paid requests sent to it are refused with the reason, and nothing is
+/// paid.
+#[test]
+fn a_node_without_an_executor_serves_the_read_only_methods() {
+    let node_dir = tempfile::tempdir().expect("tmp");
+    let author = tempfile::tempdir().expect("tmp");
+    let cid = import_cid(author.path(), &runtime_data("tiny-bert-classifier"), &[]);
+    let node = start_instant(node_dir.path(), &["--no-executor"]);
+    let url = node.url.as_str();
+    ok_json(model(
+        author.path(),
+        url,
+        &["deploy", &cid, "--price", "0.0001", "--key", &key(OWNER)],
+    ));
+    let list = rpc(url, "lattice_listModels", json!([]));
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["name"], json!("tiny-bert-classifier"));
+    let got = rpc(url, "lattice_getModel", json!(["tiny-bert-classifier"]));
+    assert_eq!(got["latestRootCid"], json!(cid), "{got}");
+    assert_eq!(
+        got["availableHere"],
+        json!(false),
+        "the node's store lacks it"
+    );
+    assert_eq!(got["versions"].as_array().map(Vec::len), Some(1));
+    let err = rpc_result(url, "lattice_getReceipt", json!([7])).expect_err("no such request");
+    assert!(err.to_string().contains('7'), "{err}");
+    let err = rpc_result(
+        url,
+        "lattice_infer",
+        json!([{"model": "tiny-bert-classifier", "request": {"inputs": ["hi"]}}]),
+    )
+    .expect_err("no executor");
+    assert!(err.to_string().contains("not found"), "{err}");
+
+    let before = balance(url, DEV_ACCOUNTS[USER].address);
+    let err = failed(inference(
+        author.path(),
+        url,
+        &["tiny-bert-classifier", "--input", "hi", "--key", &key(USER)],
+    ));
+    assert!(err.contains("runs no executor"), "{err}");
+    assert_eq!(
+        balance(url, DEV_ACCOUNTS[USER].address),
+        before,
+        "nothing paid"
+    );
+}
+
 /// A request for a model no peer serves yet fails on the node and stays pending with the
 /// reason; the executor tries it again on its own (`--executor-retry-s 1`), and once the
 /// author's gateway is up the same running node fetches the model and fulfils it — no

@@ -13,7 +13,7 @@ use cid::Cid;
 use lattice_chain::{LogFilter, NewBlock, Node};
 use lattice_contracts::ModelRegistry;
 use lattice_evm::{CallError, CallRequest, MODEL_REGISTRY_ADDRESS};
-use lattice_fetch::{FetchOptions, Source};
+use lattice_fetch::Source;
 use lattice_runtime::{LoadOptions, Output, Request, Runtime, RuntimeConfig, Task};
 use lattice_store::Store;
 use serde::Serialize;
@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, broadcast};
 
 use crate::content::{self, OutputLocation};
 use crate::error::ExecutorError;
+use crate::reader::Reader;
 use crate::receipt::{InferenceReceipt, SignedReceipt};
 use crate::registry::{self, ModelView, status};
 
@@ -136,8 +137,9 @@ pub struct Executor {
     send: Mutex<()>,
     /// Requests being worked on.
     in_flight: Mutex<HashSet<U256>>,
-    /// Why a request this node saw is still pending (a model it could not get, …).
-    failures: Mutex<HashMap<U256, String>>,
+    /// Chain and store reads shared with the `lattice_*` methods (and this executor's
+    /// failure reasons).
+    reader: Arc<Reader>,
     /// The requests behind `failures`, to try again every [`ExecutorConfig::retry_every`].
     retries: Mutex<HashMap<U256, Requested>>,
     permits: Semaphore,
@@ -175,6 +177,7 @@ impl Executor {
             },
             ..RuntimeConfig::default()
         });
+        let reader = Reader::new(Arc::clone(&node), Arc::clone(&store), config.peers.clone())?;
         Ok(Arc::new(Self {
             node,
             store,
@@ -187,7 +190,7 @@ impl Executor {
             laying_out: tokio::sync::Mutex::new(()),
             send: Mutex::new(()),
             in_flight: Mutex::new(HashSet::new()),
-            failures: Mutex::new(HashMap::new()),
+            reader,
             retries: Mutex::new(HashMap::new()),
         }))
     }
@@ -341,11 +344,11 @@ impl Executor {
             let result = this.handle(&r.event, r.number, r.block_hash).await;
             match result {
                 Ok(()) => {
-                    lock(&this.failures).remove(&id);
+                    lock(&this.reader.failures).remove(&id);
                 }
                 Err(e) => {
                     let reason = e.to_string();
-                    let before = lock(&this.failures).insert(id, reason.clone());
+                    let before = lock(&this.reader.failures).insert(id, reason.clone());
                     if before.as_deref() == Some(reason.as_str()) {
                         tracing::debug!(request = %id, error = %reason, "inference request still not answered");
                     } else {
@@ -566,25 +569,7 @@ impl Executor {
     }
 
     async fn fetch(&self, cid: &Cid, materialize: bool) -> Result<(), ExecutorError> {
-        let opts = FetchOptions {
-            materialize,
-            attempts: 3,
-            timeout: Duration::from_secs(60),
-            ..FetchOptions::default()
-        };
-        lattice_fetch::fetch(
-            Arc::clone(&self.store),
-            *cid,
-            &self.config.peers,
-            &opts,
-            &|_| {},
-        )
-        .await
-        .map(drop)
-        .map_err(|e| ExecutorError::Fetch {
-            what: cid.to_string(),
-            reason: e.to_string(),
-        })
+        self.reader.fetch(cid, materialize).await
     }
 
     /// The request document committed to by `input_hash`: from the store, else the peers.
@@ -793,7 +778,7 @@ impl Executor {
 
     /// Why request `id` is still pending on this node, if something went wrong here.
     pub fn failure(&self, id: U256) -> Option<String> {
-        lock(&self.failures).get(&id).cloned()
+        self.reader.failure(id)
     }
 
     /// Signs and submits a registry call from the executor account.
@@ -847,89 +832,19 @@ impl Executor {
             })
     }
 
-    /// Request `id` as a caller sees it: status, outputs and receipt once fulfilled, the
-    /// reason once rejected, this node's trouble with it while pending.
+    /// Request `id` as a caller sees it (see [`Reader::answer`]).
     pub async fn answer(&self, id: U256) -> Result<Answer, ExecutorError> {
-        let req = registry::get_request(&self.node, id)?;
-        if req.status == status::NONE {
-            return Err(ExecutorError::UnknownRequest(id));
-        }
-        let mut answer = Answer {
-            request_id: id,
-            status: status::name(req.status).to_string(),
-            model_id: req.modelId,
-            requester: req.requester,
-            fee: req.fee,
-            outputs: None,
-            output_hash: None,
-            receipt: None,
-            tx: None,
-            reason: None,
-        };
-        match req.status {
-            status::FULFILLED => {
-                let Some(log) =
-                    self.request_log(id, ModelRegistry::InferenceFulfilled::SIGNATURE_HASH)?
-                else {
-                    return Ok(answer);
-                };
-                let ev = ModelRegistry::InferenceFulfilled::decode_log_data(&log.log.data)
-                    .map_err(|e| ExecutorError::BadReceipt(e.to_string()))?;
-                answer.tx = Some(log.tx_hash);
-                answer.output_hash = Some(ev.outputHash);
-                answer.receipt =
-                    SignedReceipt::from_abi(&ev.receipt, self.chain_id, MODEL_REGISTRY_ADDRESS)
-                        .ok();
-                match self.output_document(&ev.outputCid).await {
-                    Ok(doc) => answer.outputs = lattice_runtime::parse_outputs(&doc).ok(),
-                    Err(e) => answer.reason = Some(format!("outputs not available here: {e}")),
-                }
-            }
-            status::REFUNDED => {
-                if let Some(log) =
-                    self.request_log(id, ModelRegistry::InferenceRejected::SIGNATURE_HASH)?
-                {
-                    let ev = ModelRegistry::InferenceRejected::decode_log_data(&log.log.data)
-                        .map_err(|e| ExecutorError::BadReceipt(e.to_string()))?;
-                    answer.status = "rejected".into();
-                    answer.tx = Some(log.tx_hash);
-                    answer.reason = Some(ev.reason);
-                } else {
-                    answer.reason = Some("refunded to the requester after the deadline".into());
-                }
-            }
-            _ => answer.reason = self.failure(id),
-        }
-        Ok(answer)
+        self.reader.answer(id).await
     }
 
-    /// An outputs document from its `outputCid` (inline, the store, or the peers), checked.
+    /// An outputs document from its `outputCid` (see [`Reader::output_document`]).
     pub async fn output_document(&self, output_cid: &[u8]) -> Result<Vec<u8>, ExecutorError> {
-        match content::parse_output_cid(output_cid)? {
-            OutputLocation::Inline(doc) => Ok(doc),
-            OutputLocation::Block(cid) => {
-                if !self.store.has(&cid)? && !self.config.peers.is_empty() {
-                    self.fetch(&cid, false).await?;
-                }
-                Ok(self.store.block(&cid)?.to_vec())
-            }
-        }
+        self.reader.output_document(output_cid).await
     }
 
-    /// The registry log `topic0` about request `id` (its first topic after the signature).
-    fn request_log(
-        &self,
-        id: U256,
-        topic0: B256,
-    ) -> Result<Option<lattice_chain::LogRecord>, ExecutorError> {
-        let head = self.node.head()?.number;
-        let filter = LogFilter {
-            from: 0,
-            to: head,
-            addresses: vec![MODEL_REGISTRY_ADDRESS],
-            topics: [Some(vec![topic0]), Some(vec![B256::from(id)]), None, None],
-        };
-        Ok(self.node.logs(&filter, 16)?.ok().and_then(|mut v| v.pop()))
+    /// What any node can read about models and requests, this executor's failures included.
+    pub fn reader(&self) -> &Arc<Reader> {
+        &self.reader
     }
 
     /// Waits until request `id` is no longer pending (or `timeout` passes).

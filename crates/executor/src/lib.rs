@@ -20,7 +20,8 @@
 //! state of its own that the chain already has: request status, outputs' hashes and receipts
 //! are read back from the registry and its logs.
 //!
-//! Main types: [`Executor`], [`ExecutorConfig`], [`Answer`], [`SignedReceipt`],
+//! Main types: [`Executor`], [`ExecutorConfig`], [`Reader`] (what any node, executor or
+//! not, reads back for `lattice_*` callers), [`Answer`], [`SignedReceipt`],
 //! [`InferenceReceipt`], [`ExecutorError`].
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
@@ -29,10 +30,12 @@ pub mod content;
 mod error;
 mod executor;
 pub mod folder;
+mod reader;
 pub mod receipt;
 pub mod registry;
 pub mod rpc;
 
 pub use error::ExecutorError;
 pub use executor::{Answer, Executed, Executor, ExecutorConfig, root_cid, runtime_name};
+pub use reader::Reader;
 pub use receipt::{InferenceReceipt, SignedReceipt};

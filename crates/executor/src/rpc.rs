@@ -15,6 +15,10 @@
 //! Without `tx`, `lattice_infer` answers free public models at once (request id 0); with
 //! `tx` (a signed `requestInference` committing to the document's sha256) it checks and
 //! simulates the transaction, submits it, and waits until an executor settles the request.
+//!
+//! Every node serves the read-only methods ([`read_methods`]: list, get, getRequest,
+//! getReceipt, verifyReceipt) from its chain and store; `lattice_putRequest` and
+//! `lattice_infer` need an executor ([`methods`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +35,7 @@ use serde_json::{Value, json};
 use crate::content;
 use crate::error::ExecutorError;
 use crate::executor::Executor;
+use crate::reader::Reader;
 use crate::receipt::SignedReceipt;
 use crate::registry::{self, ModelView, status};
 
@@ -100,7 +105,7 @@ pub fn cid_text(bytes: &[u8]) -> String {
 }
 
 /// A model as the namespace shows it.
-pub fn model_json(ex: &Executor, m: &ModelView) -> Value {
+pub fn model_json(ex: &Reader, m: &ModelView) -> Value {
     let pins = registry::pin_count(ex.node(), &m.latestRootCid).ok();
     let available = cid::Cid::try_from(m.latestRootCid.as_ref())
         .ok()
@@ -153,14 +158,27 @@ fn document_of(request: Option<Request>, document: Option<String>) -> RpcResult<
     }
 }
 
-/// The namespace over `executor`, to merge into the node's RPC server.
-pub fn methods(executor: Arc<Executor>) -> RpcModule<Arc<Executor>> {
+/// The whole namespace over `executor` (its reader's methods too), to merge into the
+/// node's RPC server.
+pub fn methods(executor: Arc<Executor>) -> jsonrpsee::Methods {
+    let mut all: jsonrpsee::Methods = read_methods(Arc::clone(executor.reader())).into();
     let mut m = RpcModule::new(executor);
-    register(&mut m).unwrap_or_else(|e| panic!("lattice_* method names collide: {e}"));
+    register_executor(&mut m).unwrap_or_else(|e| panic!("lattice_* method names collide: {e}"));
+    all.merge(m)
+        .unwrap_or_else(|e| panic!("lattice_* method names collide: {e}"));
+    all
+}
+
+/// The read-only methods, for a node without an executor.
+pub fn read_methods(reader: Arc<Reader>) -> RpcModule<Arc<Reader>> {
+    let mut m = RpcModule::new(reader);
+    register_reads(&mut m).unwrap_or_else(|e| panic!("lattice_* method names collide: {e}"));
     m
 }
 
-fn register(m: &mut RpcModule<Arc<Executor>>) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+fn register_reads(
+    m: &mut RpcModule<Arc<Reader>>,
+) -> Result<(), jsonrpsee::core::RegisterMethodError> {
     m.register_blocking_method("lattice_listModels", |params, ex, _| -> RpcResult<Value> {
         let a = args(&params)?;
         let offset = u64_arg(a.first(), "offset", 0)?;
@@ -194,23 +212,6 @@ fn register(m: &mut RpcModule<Arc<Executor>>) -> Result<(), jsonrpsee::core::Reg
         Ok(out)
     })?;
 
-    m.register_blocking_method("lattice_putRequest", |params, ex, _| -> RpcResult<Value> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Put {
-            #[serde(default)]
-            request: Option<Request>,
-            #[serde(default)]
-            document: Option<String>,
-        }
-        let a = args(&params)?;
-        let put: Put = serde_json::from_value(a.into_iter().next().unwrap_or(Value::Null))
-            .map_err(|e| invalid(format!("expected {{\"request\": {{…}}}} or {{\"document\": \"<base64>\"}}: {e}")))?;
-        let doc = document_of(put.request, put.document)?;
-        let hash = ex.put_request(&doc).map_err(rpc_error)?;
-        Ok(json!({"inputHash": hash, "cid": content::raw_cid(hash).to_string(), "bytes": doc.len()}))
-    })?;
-
     m.register_blocking_method("lattice_getRequest", |params, ex, _| -> RpcResult<Value> {
         let a = args(&params)?;
         let hash: B256 = a
@@ -231,6 +232,49 @@ fn register(m: &mut RpcModule<Arc<Executor>>) -> Result<(), jsonrpsee::core::Reg
             "document": BASE64.encode(&doc),
             "request": Request::from_bytes(&doc).ok(),
         }))
+    })?;
+
+    m.register_async_method("lattice_getReceipt", |params, ex, _| async move {
+        let a = args(&params)?;
+        let id = U256::from(u64_arg(a.first(), "requestId", u64::MAX)?);
+        if id == U256::from(u64::MAX) {
+            return Err(invalid("pass the request id"));
+        }
+        let answer = ex.answer(id).await.map_err(rpc_error)?;
+        serde_json::to_value(answer).map_err(|e| invalid(e.to_string()))
+    })?;
+
+    m.register_blocking_method(
+        "lattice_verifyReceipt",
+        |params, ex, _| -> RpcResult<Value> {
+            let a = args(&params)?;
+            let signed: SignedReceipt =
+                serde_json::from_value(a.into_iter().next().unwrap_or(Value::Null))
+                    .map_err(|e| invalid(format!("not a signed receipt: {e}")))?;
+            verify(&ex, &signed).map_err(rpc_error)
+        },
+    )?;
+    Ok(())
+}
+
+fn register_executor(
+    m: &mut RpcModule<Arc<Executor>>,
+) -> Result<(), jsonrpsee::core::RegisterMethodError> {
+    m.register_blocking_method("lattice_putRequest", |params, ex, _| -> RpcResult<Value> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Put {
+            #[serde(default)]
+            request: Option<Request>,
+            #[serde(default)]
+            document: Option<String>,
+        }
+        let a = args(&params)?;
+        let put: Put = serde_json::from_value(a.into_iter().next().unwrap_or(Value::Null))
+            .map_err(|e| invalid(format!("expected {{\"request\": {{…}}}} or {{\"document\": \"<base64>\"}}: {e}")))?;
+        let doc = document_of(put.request, put.document)?;
+        let hash = ex.put_request(&doc).map_err(rpc_error)?;
+        Ok(json!({"inputHash": hash, "cid": content::raw_cid(hash).to_string(), "bytes": doc.len()}))
     })?;
 
     m.register_async_method("lattice_infer", |params, ex, _| async move {
@@ -265,31 +309,11 @@ fn register(m: &mut RpcModule<Arc<Executor>>) -> Result<(), jsonrpsee::core::Reg
         Ok::<Value, ErrorObjectOwned>(v)
     })?;
 
-    m.register_async_method("lattice_getReceipt", |params, ex, _| async move {
-        let a = args(&params)?;
-        let id = U256::from(u64_arg(a.first(), "requestId", u64::MAX)?);
-        if id == U256::from(u64::MAX) {
-            return Err(invalid("pass the request id"));
-        }
-        let answer = ex.answer(id).await.map_err(rpc_error)?;
-        serde_json::to_value(answer).map_err(|e| invalid(e.to_string()))
-    })?;
-
-    m.register_blocking_method(
-        "lattice_verifyReceipt",
-        |params, ex, _| -> RpcResult<Value> {
-            let a = args(&params)?;
-            let signed: SignedReceipt =
-                serde_json::from_value(a.into_iter().next().unwrap_or(Value::Null))
-                    .map_err(|e| invalid(format!("not a signed receipt: {e}")))?;
-            verify(&ex, &signed).map_err(rpc_error)
-        },
-    )?;
     Ok(())
 }
 
 /// Every check of a receipt this node can make without re-running the model.
-pub fn verify(ex: &Executor, signed: &SignedReceipt) -> Result<Value, ExecutorError> {
+pub fn verify(ex: &Reader, signed: &SignedReceipt) -> Result<Value, ExecutorError> {
     let mut problems = Vec::new();
     let signer = signed.signer().ok();
     let signature_valid = signer == Some(signed.receipt.executor);
