@@ -500,6 +500,91 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     assert_eq!(again["outputHash"], json!(output_hash));
 }
 
+/// A paid request whose document is on no node yet (sent as a bare transaction) is not
+/// rejected — another executor might hold the document — but stays pending with the reason;
+/// once the document is put on the node, the executor's next try fulfils it.
+#[test]
+fn a_request_whose_document_arrives_later_is_fulfilled_not_rejected() {
+    let node_dir = tempfile::tempdir().expect("tmp");
+    let author = tempfile::tempdir().expect("tmp");
+    let bert = runtime_data("tiny-bert-classifier");
+    let cid = import_cid(node_dir.path(), &bert, &[]);
+    assert_eq!(import_cid(author.path(), &bert, &[]), cid);
+    let node = start_instant(node_dir.path(), &["--executor-retry-s", "1"]);
+    let url = node.url.as_str();
+    let deployed = ok_json(model(
+        author.path(),
+        url,
+        &["deploy", &cid, "--price", "0.0001", "--key", &key(OWNER)],
+    ));
+    let id: B256 = deployed["model_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("model id in {deployed}"));
+    let document = br#"{"inputs":["later, please"]}"#;
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce: 0,
+        gas_limit: 500_000,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(MODEL_REGISTRY_ADDRESS),
+        value: U256::from(100_000_000_000_000u64),
+        access_list: Default::default(),
+        input: ModelRegistry::requestInferenceCall {
+            modelId: id,
+            inputHash: lattice_executor::content::sha256(document),
+            maxFee: U256::from(100_000_000_000_000u64),
+        }
+        .abi_encode()
+        .into(),
+    };
+    let sig = alloy_consensus::crypto::secp256k1::sign_message(
+        DEV_ACCOUNTS[USER].private_key,
+        tx.signature_hash(),
+    )
+    .expect("sign");
+    let env: TxEnvelope = tx.into_signed(sig).into();
+    rpc(
+        url,
+        "eth_sendRawTransaction",
+        json!([alloy_primitives::hex::encode_prefixed(env.encoded_2718())]),
+    );
+    let wait_for = |what: &str, ok: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(a) = rpc_result(url, "lattice_getReceipt", json!([1])) {
+                if ok(&a) {
+                    return a;
+                }
+                assert!(std::time::Instant::now() < deadline, "{what}: {a}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let pending = wait_for("the executor tried it", &|a| a["reason"].is_string());
+    assert_eq!(pending["status"], json!("pending"), "{pending}");
+    assert!(
+        pending["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("request document")),
+        "{pending}"
+    );
+    let put = rpc(
+        url,
+        "lattice_putRequest",
+        json!([{"document": base64::engine::general_purpose::STANDARD.encode(document)}]),
+    );
+    assert_eq!(
+        put["inputHash"],
+        json!(lattice_executor::content::sha256(document))
+    );
+    let done = wait_for("fulfilled after the document arrived", &|a| {
+        a["status"] != json!("pending")
+    });
+    assert_eq!(done["status"], json!("fulfilled"), "{done}");
+}
+
 /// A node without an executor still answers the read-only `lattice_*` methods from its
 /// chain and store; paid requests sent to it are refused with the reason, and nothing is
 /// paid.

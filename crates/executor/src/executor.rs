@@ -376,13 +376,10 @@ impl Executor {
         // The version current when the request was made.
         let model = registry::get_model_at(&self.node, ev.modelId, Some(number))?
             .ok_or_else(|| ExecutorError::UnknownModel(format!("model {} is gone", ev.modelId)))?;
-        let document = match self.request_document(ev.inputHash).await {
-            Ok(d) => d,
-            Err(e @ ExecutorError::Fetch { .. }) => {
-                return self.reject(id, &e.to_string()).map(drop);
-            }
-            Err(e) => return Err(e),
-        };
+        // A document this node cannot get is its own trouble, not the request's: it may be
+        // on another executor's node (the one the requester sent it to), so the request is
+        // left pending (tried again later; refundable after its deadline), never rejected.
+        let document = self.request_document(ev.inputHash).await?;
         let root = root_cid(&model)?;
         let executed = match self.execute(&model, &root, &document).await {
             Ok(x) => x,

@@ -15,7 +15,7 @@
 //! outputs are addressed ([`content`]), and the `lattice_*` JSON-RPC namespace ([`rpc`]).
 //!
 //! **Never** loads a byte that was not checked against its CID, signs a receipt for outputs
-//! it did not compute, rejects a request for its own trouble (a model it cannot fetch or load
+//! it did not compute, rejects a request for its own trouble (a model or request document it cannot fetch, a model it cannot load
 //! leaves the request pending for another executor or the requester's refund), or keeps
 //! state of its own that the chain already has: request status, outputs' hashes and receipts
 //! are read back from the registry and its logs.
