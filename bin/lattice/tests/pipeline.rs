@@ -89,6 +89,62 @@ fn u(v: &Value) -> U256 {
         .unwrap_or_else(|| panic!("not a decimal: {v}"))
 }
 
+/// Deploys the model `cid` from `dir` as the owner at 0.0001 ETH per inference.
+fn deploy(dir: &Path, url: &str, cid: &str) -> Value {
+    ok_json(model(
+        dir,
+        url,
+        &["deploy", cid, "--price", "0.0001", "--key", &key(OWNER)],
+    ))
+}
+
+/// Polls `lattice_getReceipt(id)` until `ok` holds (60 s at most); the answer.
+fn wait_receipt(url: &str, id: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(a) = rpc_result(url, "lattice_getReceipt", json!([id])) {
+            if ok(&a) {
+                return a;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {a}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The user's signed `requestInference(model, sha256(document), fee)` paying `value`, as
+/// raw hex.
+fn signed_request(nonce: u64, model: B256, document: &[u8], fee: U256, value: U256) -> String {
+    let tx = TxEip1559 {
+        chain_id: 31337,
+        nonce,
+        gas_limit: 500_000,
+        max_fee_per_gas: 10_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(MODEL_REGISTRY_ADDRESS),
+        value,
+        access_list: Default::default(),
+        input: ModelRegistry::requestInferenceCall {
+            modelId: model,
+            inputHash: lattice_executor::content::sha256(document),
+            maxFee: fee,
+        }
+        .abi_encode()
+        .into(),
+    };
+    let sig = alloy_consensus::crypto::secp256k1::sign_message(
+        DEV_ACCOUNTS[USER].private_key,
+        tx.signature_hash(),
+    )
+    .expect("sign");
+    let env: TxEnvelope = tx.into_signed(sig).into();
+    alloy_primitives::hex::encode_prefixed(env.encoded_2718())
+}
+
+fn settled(a: &Value) -> bool {
+    a["status"] != json!("pending")
+}
+
 #[test]
 fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
     let minilm = models().join("minilm");
@@ -330,40 +386,17 @@ fn model_lifecycle_end_to_end_with_paid_inference_and_receipts() {
 
     // An unpaid request (value 0 for a paid model) is refused before it is sent.
     let document = br#"{"inputs":["free ride"]}"#;
-    let input_hash: B256 = lattice_executor::content::sha256(document);
-    let chain_id = 31337;
     let nonce = rpc(url, "eth_getTransactionCount", json!([user, "pending"]));
-    let tx = TxEip1559 {
-        chain_id,
-        nonce: u64::from_str_radix(nonce.as_str().expect("n").trim_start_matches("0x"), 16)
-            .expect("nonce"),
-        gas_limit: 500_000,
-        max_fee_per_gas: 10_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(MODEL_REGISTRY_ADDRESS),
-        value: U256::ZERO,
-        access_list: Default::default(),
-        input: ModelRegistry::requestInferenceCall {
-            modelId: id.parse().expect("id"),
-            inputHash: input_hash,
-            maxFee: fee,
-        }
-        .abi_encode()
-        .into(),
-    };
-    let sig = alloy_consensus::crypto::secp256k1::sign_message(
-        DEV_ACCOUNTS[USER].private_key,
-        tx.signature_hash(),
-    )
-    .expect("sign");
-    let env: TxEnvelope = tx.into_signed(sig).into();
+    let nonce = u64::from_str_radix(nonce.as_str().expect("n").trim_start_matches("0x"), 16)
+        .expect("nonce");
+    let raw = signed_request(nonce, id.parse().expect("id"), document, fee, U256::ZERO);
     let err = rpc_result(
         url,
         "lattice_infer",
         json!([{
             "model": id,
             "document": base64::engine::general_purpose::STANDARD.encode(document),
-            "tx": alloy_primitives::hex::encode_prefixed(env.encoded_2718()),
+            "tx": raw,
         }]),
     )
     .expect_err("an unpaid request is refused");
@@ -512,57 +545,19 @@ fn a_request_whose_document_arrives_later_is_fulfilled_not_rejected() {
     assert_eq!(import_cid(author.path(), &bert, &[]), cid);
     let node = start_instant(node_dir.path(), &["--executor-retry-s", "1"]);
     let url = node.url.as_str();
-    let deployed = ok_json(model(
-        author.path(),
-        url,
-        &["deploy", &cid, "--price", "0.0001", "--key", &key(OWNER)],
-    ));
+    let deployed = deploy(author.path(), url, &cid);
     let id: B256 = deployed["model_id"]
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("model id in {deployed}"));
     let document = br#"{"inputs":["later, please"]}"#;
-    let tx = TxEip1559 {
-        chain_id: 31337,
-        nonce: 0,
-        gas_limit: 500_000,
-        max_fee_per_gas: 10_000_000_000,
-        max_priority_fee_per_gas: 1_000_000_000,
-        to: TxKind::Call(MODEL_REGISTRY_ADDRESS),
-        value: U256::from(100_000_000_000_000u64),
-        access_list: Default::default(),
-        input: ModelRegistry::requestInferenceCall {
-            modelId: id,
-            inputHash: lattice_executor::content::sha256(document),
-            maxFee: U256::from(100_000_000_000_000u64),
-        }
-        .abi_encode()
-        .into(),
-    };
-    let sig = alloy_consensus::crypto::secp256k1::sign_message(
-        DEV_ACCOUNTS[USER].private_key,
-        tx.signature_hash(),
-    )
-    .expect("sign");
-    let env: TxEnvelope = tx.into_signed(sig).into();
+    let fee = U256::from(100_000_000_000_000u64);
     rpc(
         url,
         "eth_sendRawTransaction",
-        json!([alloy_primitives::hex::encode_prefixed(env.encoded_2718())]),
+        json!([signed_request(0, id, document, fee, fee)]),
     );
-    let wait_for = |what: &str, ok: &dyn Fn(&Value) -> bool| -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if let Ok(a) = rpc_result(url, "lattice_getReceipt", json!([1])) {
-                if ok(&a) {
-                    return a;
-                }
-                assert!(std::time::Instant::now() < deadline, "{what}: {a}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-    };
-    let pending = wait_for("the executor tried it", &|a| a["reason"].is_string());
+    let pending = wait_receipt(url, 1, "the executor tried it", |a| a["reason"].is_string());
     assert_eq!(pending["status"], json!("pending"), "{pending}");
     assert!(
         pending["reason"]
@@ -579,9 +574,7 @@ fn a_request_whose_document_arrives_later_is_fulfilled_not_rejected() {
         put["inputHash"],
         json!(lattice_executor::content::sha256(document))
     );
-    let done = wait_for("fulfilled after the document arrived", &|a| {
-        a["status"] != json!("pending")
-    });
+    let done = wait_receipt(url, 1, "fulfilled after the document arrived", settled);
     assert_eq!(done["status"], json!("fulfilled"), "{done}");
 }
 
@@ -595,11 +588,7 @@ fn a_node_without_an_executor_serves_the_read_only_methods() {
     let cid = import_cid(author.path(), &runtime_data("tiny-bert-classifier"), &[]);
     let node = start_instant(node_dir.path(), &["--no-executor"]);
     let url = node.url.as_str();
-    ok_json(model(
-        author.path(),
-        url,
-        &["deploy", &cid, "--price", "0.0001", "--key", &key(OWNER)],
-    ));
+    deploy(author.path(), url, &cid);
     let list = rpc(url, "lattice_listModels", json!([]));
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list[0]["name"], json!("tiny-bert-classifier"));
@@ -651,11 +640,7 @@ fn failed_requests_are_tried_again_without_a_restart() {
         &["--peer", &peer, "--executor-retry-s", "1"],
     );
     let url = node.url.as_str();
-    ok_json(model(
-        author.path(),
-        url,
-        &["deploy", &cid, "--price", "0.0001", "--key", &key(OWNER)],
-    ));
+    deploy(author.path(), url, &cid);
     let err = failed(inference(
         author.path(),
         url,
@@ -677,15 +662,7 @@ fn failed_requests_are_tried_again_without_a_restart() {
     assert_eq!(pending["status"], json!("pending"), "{pending}");
 
     let _serving = serve_on(author.path(), port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let answer = loop {
-        let a = rpc(url, "lattice_getReceipt", json!([1]));
-        if a["status"] != json!("pending") {
-            break a;
-        }
-        assert!(std::time::Instant::now() < deadline, "never retried: {a}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let answer = wait_receipt(url, 1, "never retried", settled);
     assert_eq!(answer["status"], json!("fulfilled"), "{answer}");
     let check = rpc(url, "lattice_verifyReceipt", json!([answer["receipt"]]));
     assert_eq!(check["valid"], json!(true), "{check}");
@@ -705,11 +682,7 @@ fn pending_requests_are_answered_after_a_restart() {
     assert_eq!(import_cid(client.path(), &bert, &[]), cid);
     let node = start_instant(node_dir.path(), &["--executor-key", &key(3)]);
     let url = node.url.as_str();
-    ok_json(model(
-        client.path(),
-        url,
-        &["deploy", &cid, "--price", "0.0001", "--key", &key(OWNER)],
-    ));
+    deploy(client.path(), url, &cid);
     let err = failed(inference(
         client.path(),
         url,
@@ -731,15 +704,7 @@ fn pending_requests_are_answered_after_a_restart() {
 
     let node = start_instant(node_dir.path(), &[]);
     let url = node.url.as_str();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let answer = loop {
-        let a = rpc(url, "lattice_getReceipt", json!([1]));
-        if a["status"] != json!("pending") {
-            break a;
-        }
-        assert!(std::time::Instant::now() < deadline, "never answered: {a}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let answer = wait_receipt(url, 1, "never answered", settled);
     assert_eq!(answer["status"], json!("fulfilled"), "{answer}");
     let check = rpc(url, "lattice_verifyReceipt", json!([answer["receipt"]]));
     assert_eq!(check["valid"], json!(true), "{check}");

@@ -302,41 +302,49 @@ fn a_network_starts_from_lattice_genesis_and_a_config_file() {
     };
     let fund = format!("{}=100", funded.address);
     // Refused, naming the problem; nothing written.
+    let base = ["--chain-id", "4242", "--fund", fund.as_str()];
+    let with = |more: &[&'static str]| -> Vec<String> {
+        base.iter()
+            .copied()
+            .chain(more.iter().copied())
+            .map(String::from)
+            .collect()
+    };
+    let twice = public.clone();
     for (extra, why) in [
-        (vec!["--chain-id", "31337", "--fund", &fund], "dev chain"),
-        (vec!["--chain-id", "4242"], "fund at least one account"),
         (
-            vec!["--chain-id", "4242", "--fund", "0x12=1"],
+            vec![
+                "--chain-id".into(),
+                "31337".into(),
+                "--fund".into(),
+                fund.clone(),
+            ],
+            "dev chain",
+        ),
+        (
+            vec!["--chain-id".into(), "4242".into()],
+            "fund at least one account",
+        ),
+        (
+            vec![
+                "--chain-id".into(),
+                "4242".into(),
+                "--fund".into(),
+                "0x12=1".into(),
+            ],
             "not an address",
         ),
         (
-            vec![
-                "--chain-id",
-                "4242",
-                "--fund",
-                &fund,
-                "--validator",
-                &public,
-            ],
+            [with(&["--validator"]), vec![twice]].concat(),
             "listed twice",
         ),
-        (
-            vec![
-                "--chain-id",
-                "4242",
-                "--fund",
-                &fund,
-                "--validator",
-                "0x1234",
-            ],
-            "public key",
-        ),
+        (with(&["--validator", "0x1234"]), "public key"),
     ] {
-        let mut extra = extra.clone();
         let out_path = d.join("bad.json");
-        let out_arg = out_path.to_string_lossy().to_string();
-        extra.extend(["--out", &out_arg]);
-        let out = genesis_args(&extra).output().expect("genesis");
+        let mut extra: Vec<String> = extra;
+        extra.extend(["--out".to_string(), out_path.to_string_lossy().to_string()]);
+        let refs: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let out = genesis_args(&refs).output().expect("genesis");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && err.contains(why),
