@@ -40,6 +40,6 @@ pub use genesis::{
     DEV_CHAIN_ID, DEV_EXECUTOR, Roles, dev_genesis, incentives_init_code, registry_init_code,
     with_system_contracts,
 };
-pub use node::{NewBlock, Node, NodeConfig, PendingTx};
+pub use node::{NewBlock, Node, NodeConfig, PendingTx, SyncStatus};
 pub use pool::{Inserted, Pool, PoolConfig, PoolStatus, PooledTx, intrinsic_gas};
 pub use store::{BlockRecord, LogFilter, LogRecord, ReceiptRecord, TxRecord};

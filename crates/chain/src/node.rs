@@ -57,6 +57,18 @@ impl NodeConfig {
     }
 }
 
+/// How far a catching-up node is (`eth_syncing`'s `startingBlock`, `currentBlock`,
+/// `highestBlock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// The head when catching up began.
+    pub starting: u64,
+    /// The head now.
+    pub current: u64,
+    /// The highest finalized height the node heard of.
+    pub highest: u64,
+}
+
 /// A finalized block as announced to subscribers.
 #[derive(Debug, Clone)]
 pub struct NewBlock {
@@ -92,6 +104,8 @@ pub struct Node {
     /// Raw transactions admitted from this node's own clients, for gossip.
     announced: broadcast::Sender<Bytes>,
     arrived: Notify,
+    /// Catching up: `(head when it began, highest finalized height known)`.
+    catching_up: Mutex<Option<(u64, u64)>>,
     /// Fixed at genesis.
     chain_id: u64,
     /// Base fee of the block after the head, updated by `finalize`.
@@ -151,7 +165,44 @@ impl Node {
             blocks,
             announced,
             arrived: Notify::new(),
+            catching_up: Mutex::new(None),
         })
+    }
+
+    // ---- catching up ----------------------------------------------------------
+
+    /// Tells the node that its network finalized block `number` (consensus learns it
+    /// before it has the blocks in between). While the head is below it,
+    /// [`Node::syncing`] reports the gap.
+    pub fn saw_finalized(&self, number: u64) {
+        let Ok(head) = self.head() else { return };
+        let mut c = lock(&self.catching_up);
+        match *c {
+            Some((start, highest)) if head.number < highest.max(number) => {
+                *c = Some((start, highest.max(number)));
+            }
+            _ if head.number < number => *c = Some((head.number, number)),
+            _ => *c = None,
+        }
+    }
+
+    /// `Some(SyncStatus)` while the node is more than one block behind a finalized height
+    /// it heard of (`eth_syncing`); `None` once its head is (nearly) there.
+    pub fn syncing(&self) -> Option<SyncStatus> {
+        let head = self.head().ok()?.number;
+        let mut c = lock(&self.catching_up);
+        match *c {
+            // One block behind is a commit in progress, not catching up.
+            Some((starting, highest)) if head + 1 < highest => Some(SyncStatus {
+                starting,
+                current: head,
+                highest,
+            }),
+            _ => {
+                *c = None;
+                None
+            }
+        }
     }
 
     /// The state database.

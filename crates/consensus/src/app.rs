@@ -411,6 +411,9 @@ where
                 self.target = None;
                 return;
             }
+            if let Some(b) = self.bodies.get(&target) {
+                self.node.saw_finalized(b.header.number);
+            }
             // Walk back from the target to the head through known bodies.
             let mut path = Vec::new();
             let mut cur = target;

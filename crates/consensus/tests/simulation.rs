@@ -438,9 +438,25 @@ fn a_validator_joining_far_behind_catches_up() {
             }
             sim.wait_for(&[0, 1, 2], 40, Duration::from_secs(600)).await;
             sim.start(3).await;
+            // While it walks back from the latest finalization it says it is catching up
+            // (`eth_syncing`), and stops saying so once it is there.
+            let late = Arc::clone(sim.nodes[3].as_ref().expect("node 3"));
+            let mut reported = None;
+            for _ in 0..20_000 {
+                reported = late.syncing();
+                if reported.is_some() {
+                    break;
+                }
+                sim.context.sleep(Duration::from_millis(5)).await;
+            }
+            let reported = reported.expect("validator 3 never reported catching up");
+            assert_eq!(reported.starting, 0, "{reported:?}");
+            assert!(reported.highest >= 40, "{reported:?}");
             let target = (0..N).map(|i| sim.height(i)).max().expect("four") + 3;
             sim.wait_for(&[0, 1, 2, 3], target, Duration::from_secs(600))
                 .await;
+            assert_eq!(late.syncing(), None, "seed {seed}: caught up");
+            drop(late);
             let txs = sim.assert_agree();
             assert!(txs > 0, "seed {seed}: no transaction finalized");
         });

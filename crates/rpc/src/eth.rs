@@ -112,8 +112,17 @@ pub(crate) fn block_number(ctx: &Ctx, _: Args) -> RpcResult<U64> {
     Ok(U64::from(head_number(ctx)?))
 }
 
-pub(crate) fn syncing(_: &Ctx, _: Args) -> RpcResult<bool> {
-    Ok(false)
+/// `false`, or while a consensus node catches up `{startingBlock, currentBlock,
+/// highestBlock}`.
+pub(crate) fn syncing(ctx: &Ctx, _: Args) -> RpcResult<serde_json::Value> {
+    Ok(match ctx.node.syncing() {
+        None => serde_json::Value::Bool(false),
+        Some(s) => serde_json::json!({
+            "startingBlock": format!("{:#x}", s.starting),
+            "currentBlock": format!("{:#x}", s.current),
+            "highestBlock": format!("{:#x}", s.highest),
+        }),
+    })
 }
 
 pub(crate) fn accounts(_: &Ctx, _: Args) -> RpcResult<Vec<Address>> {

@@ -219,6 +219,34 @@ fn padded(a: Address) -> String {
     format!("{}", B256::left_padding_from(a.as_slice()))
 }
 
+/// A consensus node that heard of finalized block 5 while at 0 is catching up
+/// (`eth_syncing` names the gap); one block behind is not; at the height, nothing is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eth_syncing_reports_a_node_catching_up() {
+    let h = Harness::start().await;
+    h.node.saw_finalized(5);
+    assert_eq!(
+        h.call("eth_syncing", json!([])).await,
+        json!({"startingBlock": "0x0", "currentBlock": "0x0", "highestBlock": "0x5"})
+    );
+    h.seal();
+    h.seal();
+    assert_eq!(
+        h.call("eth_syncing", json!([])).await,
+        json!({"startingBlock": "0x0", "currentBlock": "0x2", "highestBlock": "0x5"})
+    );
+    h.seal();
+    h.seal();
+    assert_eq!(
+        h.call("eth_syncing", json!([])).await,
+        json!(false),
+        "4 of 5"
+    );
+    h.seal();
+    h.node.saw_finalized(5);
+    assert_eq!(h.call("eth_syncing", json!([])).await, json!(false));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web3_net_and_chain_constants() {
     let h = Harness::start().await;
