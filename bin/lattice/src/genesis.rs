@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use lattice_chain::{DEV_CHAIN_ID, Roles, with_system_contracts};
 use lattice_consensus::{genesis_key, parse_public_key};
-use lattice_evm::{ChainConfig, Genesis, GenesisAlloc, StateDb};
+use lattice_evm::{Genesis, GenesisAlloc, StateDb};
 
 use crate::Ctx;
 
@@ -100,14 +100,11 @@ fn build(args: &GenesisArgs) -> anyhow::Result<Genesis> {
             .as_secs(),
     };
     let genesis = Genesis {
-        config: ChainConfig {
-            chain_id: args.chain_id,
-        },
         validators,
         timestamp,
         gas_limit: args.gas_limit,
         alloc,
-        ..Genesis::dev(args.chain_id)
+        ..Genesis::new(args.chain_id)
     };
     Ok(with_system_contracts(
         genesis,
@@ -136,7 +133,10 @@ pub(crate) fn run(ctx: &Ctx, args: GenesisArgs) -> anyhow::Result<()> {
     let head = head?;
     let json = serde_json::to_string_pretty(&genesis)?;
     match &args.out {
-        None => println!("{json}"),
+        None => {
+            println!("{json}");
+            eprintln!("block 0 {}", head.hash);
+        }
         Some(out) => {
             if out.exists() {
                 bail!("{} exists; not overwriting a genesis", out.display());
@@ -162,9 +162,6 @@ pub(crate) fn run(ctx: &Ctx, args: GenesisArgs) -> anyhow::Result<()> {
                 );
             }
         }
-    }
-    if args.out.is_none() {
-        eprintln!("block 0 {}", head.hash);
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use alloy_primitives::utils::format_ether;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use lattice_chain::{DEV_CHAIN_ID, Node, NodeConfig, dev};
-use lattice_evm::{DEV_ACCOUNTS, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS};
+use lattice_evm::{DEV_ACCOUNTS, Genesis, IPFS_INCENTIVES_ADDRESS, MODEL_REGISTRY_ADDRESS};
 
 use crate::Ctx;
 
@@ -143,24 +143,31 @@ pub(crate) fn run(ctx: &Ctx, args: NodeArgs) -> anyhow::Result<()> {
         }
         dev::Sealing::Interval(Duration::from_secs_f64(args.block_time))
     };
-    let dir = ctx.datadir.join("chain");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let genesis = lattice_chain::dev_genesis(args.chain_id, args.gas_limit);
-    let config = NodeConfig {
-        gas_limit: args.gas_limit,
-        call_gas_cap: args.gas_limit,
-        ..NodeConfig::dev()
-    };
-    let path = dir.join("chain.redb");
-    let node = Arc::new(
-        Node::open(&path, &genesis, config)
-            .with_context(|| format!("opening the chain in {}", path.display()))?,
-    );
+    let node = open_chain(
+        ctx,
+        &lattice_chain::dev_genesis(args.chain_id, args.gas_limit),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(serve(ctx, args, node, Production::Dev(sealing)))
+}
+
+/// Opens (or starts, from `genesis`) the chain in `<datadir>/chain/chain.redb`, with
+/// blocks and `eth_call` capped at the genesis gas limit.
+pub(crate) fn open_chain(ctx: &Ctx, genesis: &Genesis) -> anyhow::Result<Arc<Node>> {
+    let dir = ctx.datadir.join("chain");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = NodeConfig {
+        gas_limit: genesis.gas_limit,
+        call_gas_cap: genesis.gas_limit,
+        ..NodeConfig::dev()
+    };
+    let path = dir.join("chain.redb");
+    Ok(Arc::new(Node::open(&path, genesis, config).with_context(
+        || format!("opening the chain in {}", path.display()),
+    )?))
 }
 
 /// Who makes blocks.

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use commonware_cryptography::Signer as _;
 use commonware_runtime::{Runner as _, Supervisor as _};
-use lattice_chain::{DEV_CHAIN_ID, Node, NodeConfig};
+use lattice_chain::DEV_CHAIN_ID;
 use lattice_consensus::{
     ConsensusConfig, NetworkConfig, ValidatorSet, generate_key, genesis_key, parse_private_key,
     parse_public_key, private_key_hex, public_key_hex, start_validator,
@@ -98,18 +98,7 @@ pub(crate) fn run_validator(ctx: &Ctx, args: NodeArgs, path: &Path) -> anyhow::R
         local: config.local,
     };
 
-    let dir = ctx.datadir.join("chain");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let node_config = NodeConfig {
-        gas_limit: genesis.gas_limit,
-        call_gas_cap: genesis.gas_limit,
-        ..NodeConfig::dev()
-    };
-    let db = dir.join("chain.redb");
-    let node = Arc::new(
-        Node::open(&db, &genesis, node_config)
-            .with_context(|| format!("opening the chain in {}", db.display()))?,
-    );
+    let node = crate::node::open_chain(ctx, &genesis)?;
     // simplex's vote journal lives beside the chain, under a fixed partition name, so a
     // restarted validator replays what it voted and never signs a conflicting vote.
     let storage = ctx.datadir.join("consensus");

@@ -388,14 +388,7 @@ fn a_network_starts_from_lattice_genesis_and_a_config_file() {
         .stderr(Stdio::null())
         .spawn()
         .expect("node starts");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _node = Kill(child);
+    let _node = support::Server(child);
     let limit = Duration::from_secs(60);
     wait_until("the validator finalizes blocks", limit, || {
         head(&url).is_some_and(|h| h >= 2)

@@ -138,8 +138,24 @@ impl Genesis {
         Ok(serde_json::from_str(json)?)
     }
 
-    /// A dev chain: 30M gas limit, 1 gwei base fee, the 10 [`DEV_ACCOUNTS`]
-    /// holding 10,000 ETH each.
+    /// An empty chain: no accounts, no contracts, no validators, 30M gas limit, 1 gwei
+    /// base fee, timestamp 0.
+    pub fn new(chain_id: u64) -> Self {
+        Self {
+            config: ChainConfig { chain_id },
+            validators: Vec::new(),
+            timestamp: 0,
+            gas_limit: 30_000_000,
+            base_fee_per_gas: default_base_fee(),
+            extra_data: Bytes::new(),
+            coinbase: Address::ZERO,
+            alloc: BTreeMap::new(),
+            deployments: Vec::new(),
+            calls: Vec::new(),
+        }
+    }
+
+    /// A dev chain: [`Genesis::new`] with the 10 [`DEV_ACCOUNTS`] holding 10,000 ETH each.
     pub fn dev(chain_id: u64) -> Self {
         let alloc = DEV_ACCOUNTS
             .iter()
@@ -154,16 +170,8 @@ impl Genesis {
             })
             .collect();
         Self {
-            config: ChainConfig { chain_id },
-            validators: Vec::new(),
-            timestamp: 0,
-            gas_limit: 30_000_000,
-            base_fee_per_gas: default_base_fee(),
-            extra_data: Bytes::new(),
-            coinbase: Address::ZERO,
             alloc,
-            deployments: Vec::new(),
-            calls: Vec::new(),
+            ..Self::new(chain_id)
         }
     }
 

@@ -122,12 +122,9 @@ struct Requested {
 
 /// The inference side of a node (see the crate docs).
 pub struct Executor {
-    node: Arc<Node>,
-    store: Arc<Store>,
     runtime: Arc<Runtime>,
     config: ExecutorConfig,
     address: Address,
-    chain_id: u64,
     /// Model folders laid out (checked) by this process, by root CID.
     folders: Mutex<HashMap<Cid, PathBuf>>,
     /// One lay-out at a time: a second request for a model being laid out waits for it
@@ -149,7 +146,7 @@ impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Executor")
             .field("address", &self.address)
-            .field("chain_id", &self.chain_id)
+            .field("chain_id", &self.reader.chain_id)
             .finish_non_exhaustive()
     }
 }
@@ -167,7 +164,6 @@ impl Executor {
                 alloy_consensus::crypto::secp256k1::recover_signer(&sig, B256::ZERO).ok()
             })
             .ok_or_else(|| ExecutorError::Key("not a valid secp256k1 secret key".into()))?;
-        let chain_id = node.chain_id()?;
         let runtime = Runtime::new(RuntimeConfig {
             cache_bytes: config.cache_bytes,
             load: LoadOptions {
@@ -177,15 +173,12 @@ impl Executor {
             },
             ..RuntimeConfig::default()
         });
-        let reader = Reader::new(Arc::clone(&node), Arc::clone(&store), config.peers.clone())?;
+        let reader = Reader::new(node, store, config.peers.clone())?;
         Ok(Arc::new(Self {
-            node,
-            store,
             runtime: Arc::new(runtime),
             permits: Semaphore::new(config.concurrency.max(1)),
             config,
             address,
-            chain_id,
             folders: Mutex::new(HashMap::new()),
             laying_out: tokio::sync::Mutex::new(()),
             send: Mutex::new(()),
@@ -202,17 +195,17 @@ impl Executor {
 
     /// The chain's id.
     pub fn chain_id(&self) -> u64 {
-        self.chain_id
+        self.reader.chain_id
     }
 
     /// The node.
     pub fn node(&self) -> &Arc<Node> {
-        &self.node
+        &self.reader.node
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
-        &self.store
+        &self.reader.store
     }
 
     /// The peers blocks are fetched from.
@@ -229,7 +222,7 @@ impl Executor {
     /// announcing blocks. Requests still pending from the last
     /// [`ExecutorConfig::lookback`] blocks are picked up first.
     pub async fn run(self: Arc<Self>) {
-        let mut blocks = self.node.subscribe();
+        let mut blocks = self.reader.node.subscribe();
         match self.is_executor() {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
@@ -238,7 +231,7 @@ impl Executor {
             ),
             Err(e) => tracing::warn!(error = %e, "checking EXECUTOR_ROLE"),
         }
-        let mut last = match self.node.head() {
+        let mut last = match self.reader.node.head() {
             Ok(h) => h.number,
             Err(e) => {
                 tracing::error!(error = %e, "executor: reading the head");
@@ -258,7 +251,7 @@ impl Executor {
                         self.on_block(&block);
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let head = self.node.head().map(|h| h.number).unwrap_or(last);
+                        let head = self.reader.node.head().map(|h| h.number).unwrap_or(last);
                         self.scan(last + 1, head);
                         last = head;
                     }
@@ -279,7 +272,7 @@ impl Executor {
     }
 
     fn is_executor(&self) -> Result<bool, ExecutorError> {
-        registry::is_executor(&self.node, self.address)
+        registry::is_executor(&self.reader.node, self.address)
     }
 
     /// Requests in blocks `from..=to` (through the log index).
@@ -298,7 +291,7 @@ impl Executor {
                 None,
             ],
         };
-        match self.node.logs(&filter, 100_000) {
+        match self.reader.node.logs(&filter, 100_000) {
             Ok(Ok(logs)) => {
                 for l in logs {
                     self.on_log(&l.log, l.block_number, l.block_hash);
@@ -369,12 +362,12 @@ impl Executor {
         block_hash: B256,
     ) -> Result<(), ExecutorError> {
         let id = ev.requestId;
-        let req = registry::get_request(&self.node, id)?;
+        let req = registry::get_request(&self.reader.node, id)?;
         if req.status != status::PENDING {
             return Ok(());
         }
         // The version current when the request was made.
-        let model = registry::get_model_at(&self.node, ev.modelId, Some(number))?
+        let model = registry::get_model_at(&self.reader.node, ev.modelId, Some(number))?
             .ok_or_else(|| ExecutorError::UnknownModel(format!("model {} is gone", ev.modelId)))?;
         // A document this node cannot get is its own trouble, not the request's: it may be
         // on another executor's node (the one the requester sent it to), so the request is
@@ -498,7 +491,7 @@ impl Executor {
         }
         let first = {
             let (store, root, models) = (
-                Arc::clone(&self.store),
+                Arc::clone(&self.reader.store),
                 *root,
                 self.config.models_dir.clone(),
             );
@@ -517,7 +510,7 @@ impl Executor {
                         reason: format!("{e} (locally: {local})"),
                     })?;
                 let (store, root, models) = (
-                    Arc::clone(&self.store),
+                    Arc::clone(&self.reader.store),
                     *root,
                     self.config.models_dir.clone(),
                 );
@@ -547,11 +540,15 @@ impl Executor {
     /// and CID), so `pinCount` shows where the model can be fetched. Failures are logged:
     /// they do not stop the request.
     fn keep(&self, root: &Cid) {
-        if let Err(e) = self.store.pin_add(root, lattice_store::PinKind::Recursive) {
+        if let Err(e) = self
+            .reader
+            .store
+            .pin_add(root, lattice_store::PinKind::Recursive)
+        {
             tracing::warn!(%root, error = %e, "pinning a model");
         }
         let cid = root.to_bytes();
-        let pinning = registry::is_pinning(&self.node, &cid, self.address);
+        let pinning = registry::is_pinning(&self.reader.node, &cid, self.address);
         if matches!(pinning, Ok(false)) {
             let call = lattice_contracts::IPFSIncentives::announcePinCall { cid: cid.into() };
             match self.send_to(
@@ -572,7 +569,7 @@ impl Executor {
     /// The request document committed to by `input_hash`: from the store, else the peers.
     pub async fn request_document(&self, input_hash: B256) -> Result<Vec<u8>, ExecutorError> {
         let cid = content::raw_cid(input_hash);
-        if !self.store.has(&cid)? {
+        if !self.reader.store.has(&cid)? {
             if self.config.peers.is_empty() {
                 return Err(ExecutorError::Fetch {
                     what: format!("request document {cid}"),
@@ -586,7 +583,7 @@ impl Executor {
                     reason: e.to_string(),
                 })?;
         }
-        Ok(self.store.block(&cid)?.to_vec())
+        Ok(self.reader.store.block(&cid)?.to_vec())
     }
 
     /// Stores a request document (one raw block, pinned) and returns its hash.
@@ -601,9 +598,12 @@ impl Executor {
         Request::from_bytes(document).map_err(|e| ExecutorError::BadRequest(e.to_string()))?;
         let hash = content::sha256(document);
         let cid = content::raw_cid(hash);
-        self.store
+        self.reader
+            .store
             .put_block(&cid, bytes::Bytes::copy_from_slice(document))?;
-        self.store.pin_add(&cid, lattice_store::PinKind::Direct)?;
+        self.reader
+            .store
+            .pin_add(&cid, lattice_store::PinKind::Direct)?;
         Ok(hash)
     }
 
@@ -628,9 +628,12 @@ impl Executor {
                     lattice_store::MAX_BLOCK
                 )));
             }
-            self.store
+            self.reader
+                .store
                 .put_block(cid, bytes::Bytes::copy_from_slice(&executed.document))?;
-            self.store.pin_add(cid, lattice_store::PinKind::Direct)?;
+            self.reader
+                .store
+                .pin_add(cid, lattice_store::PinKind::Direct)?;
         }
         let receipt = InferenceReceipt {
             executor: self.address,
@@ -647,7 +650,7 @@ impl Executor {
         SignedReceipt::sign(
             receipt,
             self.config.key,
-            self.chain_id,
+            self.reader.chain_id,
             MODEL_REGISTRY_ADDRESS,
         )
     }
@@ -680,7 +683,7 @@ impl Executor {
         let input_hash = self.put_request(document)?;
         let root = root_cid(model)?;
         let executed = self.execute(model, &root, document).await?;
-        let head = self.node.head()?;
+        let head = self.reader.node.head()?;
         let receipt = self.receipt(
             model,
             &root,
@@ -749,7 +752,7 @@ impl Executor {
             input: tx.input().clone(),
             ..Default::default()
         };
-        match self.node.call_at(None, &sim, &Default::default()) {
+        match self.reader.node.call_at(None, &sim, &Default::default()) {
             Ok(lattice_evm::CallOutcome::Success { .. }) => {}
             Ok(lattice_evm::CallOutcome::Revert { output, .. }) => {
                 return Err(bad(format!(
@@ -765,7 +768,8 @@ impl Executor {
                 )));
             }
         }
-        self.node
+        self.reader
+            .node
             .submit_raw(raw)
             .map_err(|e| ExecutorError::Submit {
                 what: "requestInference",
@@ -798,16 +802,17 @@ impl Executor {
             ..Default::default()
         };
         let gas = self
+            .reader
             .node
             .estimate_gas_at(None, &req, &Default::default())
             .map_err(|e| ExecutorError::Submit {
                 what,
                 reason: call_error(&e),
             })?;
-        let nonce = self.node.pending_nonce(self.address)?;
-        let base = u128::from(self.node.next_base_fee()?);
+        let nonce = self.reader.node.pending_nonce(self.address)?;
+        let base = u128::from(self.reader.node.next_base_fee()?);
         let tx = TxEip1559 {
-            chain_id: self.chain_id,
+            chain_id: self.reader.chain_id,
             nonce,
             gas_limit: gas + gas / 4 + 10_000,
             max_fee_per_gas: base.saturating_mul(2).saturating_add(self.config.tip),
@@ -821,7 +826,8 @@ impl Executor {
             alloy_consensus::crypto::secp256k1::sign_message(self.config.key, tx.signature_hash())
                 .map_err(|e| ExecutorError::Key(e.to_string()))?;
         let env: TxEnvelope = tx.into_signed(sig).into();
-        self.node
+        self.reader
+            .node
             .submit_raw(&env.encoded_2718())
             .map_err(|e| ExecutorError::Submit {
                 what,
@@ -847,7 +853,7 @@ impl Executor {
     /// Waits until request `id` is no longer pending (or `timeout` passes).
     pub async fn wait_settled(&self, id: U256, timeout: Duration) -> Result<Answer, ExecutorError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut blocks = self.node.subscribe();
+        let mut blocks = self.reader.node.subscribe();
         loop {
             let answer = self.answer(id).await?;
             if answer.status != "pending" {
@@ -870,9 +876,9 @@ impl Executor {
         timeout: Duration,
     ) -> Result<U256, ExecutorError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut blocks = self.node.subscribe();
+        let mut blocks = self.reader.node.subscribe();
         loop {
-            if let Some(r) = self.node.receipt(hash)? {
+            if let Some(r) = self.reader.node.receipt(hash)? {
                 let logs = r.receipt.logs();
                 for log in logs {
                     if log.address == MODEL_REGISTRY_ADDRESS

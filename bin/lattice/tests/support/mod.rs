@@ -14,8 +14,8 @@ pub(crate) fn lattice(datadir: &Path) -> Command {
     c
 }
 
-/// A running `lattice ipfs serve`, killed on drop.
-pub(crate) struct Server(Child);
+/// A running child process (`lattice ipfs serve`, a validator, …), killed on drop.
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
