@@ -662,20 +662,18 @@ pub(crate) async fn rpc_bench(ctx: &Ctx, args: &RpcArgs) -> anyhow::Result<RpcRe
 
 // ------------------------------------------------------------------------- bench registry
 
-/// Latency percentiles of one kind of call.
+/// Percentiles of a set of timings (milliseconds).
 #[derive(Debug, serde::Serialize)]
-struct Latency {
-    samples: usize,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    mean_ms: f64,
-    /// Mean size of the ABI-encoded result.
-    result_bytes: usize,
+pub(crate) struct Percentiles {
+    pub(crate) samples: usize,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+    pub(crate) mean_ms: f64,
 }
 
-impl Latency {
-    fn of(mut times: Vec<Duration>, bytes: usize) -> Self {
+impl Percentiles {
+    pub(crate) fn of(mut times: Vec<Duration>) -> Self {
         times.sort();
         let n = times.len().max(1);
         let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e3);
@@ -686,6 +684,24 @@ impl Latency {
             p99_ms: ms(times.get((n * 99 / 100).min(n - 1))),
             max_ms: ms(times.last()),
             mean_ms: total.as_secs_f64() * 1e3 / n as f64,
+        }
+    }
+}
+
+/// Latency percentiles of one kind of call.
+#[derive(Debug, serde::Serialize)]
+struct Latency {
+    #[serde(flatten)]
+    times: Percentiles,
+    /// Mean size of the ABI-encoded result.
+    result_bytes: usize,
+}
+
+impl Latency {
+    fn of(times: Vec<Duration>, bytes: usize) -> Self {
+        let n = times.len().max(1);
+        Self {
+            times: Percentiles::of(times),
             result_bytes: bytes / n,
         }
     }
@@ -740,7 +756,12 @@ pub(crate) fn registry(ctx: &Ctx, args: RegistryArgs) -> anyhow::Result<()> {
     ] {
         println!(
             "{name:<26} {} calls: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, mean {:.3} ms ({} bytes)",
-            l.samples, l.p50_ms, l.p99_ms, l.max_ms, l.mean_ms, l.result_bytes
+            l.times.samples,
+            l.times.p50_ms,
+            l.times.p99_ms,
+            l.times.max_ms,
+            l.times.mean_ms,
+            l.result_bytes
         );
     }
     Ok(())

@@ -17,7 +17,7 @@ use lattice_evm::DEV_ACCOUNTS;
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::bench::bench_rpc::{RpcArgs, RpcReport, print_rpc_report, rpc_bench};
+use crate::bench::bench_rpc::{Percentiles, RpcArgs, RpcReport, print_rpc_report, rpc_bench};
 use crate::rpc_client::{Rpc, quantity, sign};
 
 /// Arguments of `lattice bench testnet`.
@@ -40,20 +40,11 @@ pub(crate) struct TestnetBenchArgs {
     batch: usize,
 }
 
-/// Finality latency percentiles.
-#[derive(Debug, serde::Serialize)]
-struct Finality {
-    samples: usize,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    mean_ms: f64,
-}
-
 #[derive(Debug, serde::Serialize)]
 struct Report {
     validators: usize,
-    finality: Finality,
+    /// Submit → receipt on the same node, one transfer at a time.
+    finality: Percentiles,
     throughput: RpcReport,
 }
 
@@ -162,7 +153,7 @@ async fn wait_ready(rpc: &Rpc) -> anyhow::Result<()> {
 
 /// Sends `n` transfers from dev account 8 one at a time, to the validators in turn, and
 /// times each until its node returns the receipt.
-async fn finality(clients: &[Rpc], n: usize) -> anyhow::Result<Finality> {
+async fn finality(clients: &[Rpc], n: usize) -> anyhow::Result<Percentiles> {
     let key: B256 = DEV_ACCOUNTS[8].private_key;
     let from = DEV_ACCOUNTS[8].address;
     let chain_id = quantity(&clients[0].call("eth_chainId", json!([])).await?)?;
@@ -206,14 +197,5 @@ async fn finality(clients: &[Rpc], n: usize) -> anyhow::Result<Finality> {
         times.push(t0.elapsed());
         nonce += 1;
     }
-    times.sort();
-    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
-    let len = times.len();
-    Ok(Finality {
-        samples: len,
-        p50_ms: ms(&times[len / 2]),
-        p99_ms: ms(&times[(len * 99 / 100).min(len - 1)]),
-        max_ms: times.last().map(ms).unwrap_or_default(),
-        mean_ms: times.iter().map(ms).sum::<f64>() / len as f64,
-    })
+    Ok(Percentiles::of(times))
 }
