@@ -105,11 +105,11 @@ pub fn cid_text(bytes: &[u8]) -> String {
 }
 
 /// A model as the namespace shows it.
-pub fn model_json(ex: &Reader, m: &ModelView) -> Value {
-    let pins = registry::pin_count(ex.node(), &m.latestRootCid).ok();
+pub fn model_json(reader: &Reader, m: &ModelView) -> Value {
+    let pins = registry::pin_count(reader.node(), &m.latestRootCid).ok();
     let available = cid::Cid::try_from(m.latestRootCid.as_ref())
         .ok()
-        .and_then(|c| ex.store().has(&c).ok())
+        .and_then(|c| reader.store().has(&c).ok())
         .unwrap_or(false);
     json!({
         "id": m.id,
@@ -179,79 +179,91 @@ pub fn read_methods(reader: Arc<Reader>) -> RpcModule<Arc<Reader>> {
 fn register_reads(
     m: &mut RpcModule<Arc<Reader>>,
 ) -> Result<(), jsonrpsee::core::RegisterMethodError> {
-    m.register_blocking_method("lattice_listModels", |params, ex, _| -> RpcResult<Value> {
-        let a = args(&params)?;
-        let offset = u64_arg(a.first(), "offset", 0)?;
-        let limit = u64_arg(a.get(1), "limit", 100)?.min(MAX_LIST);
-        let models = registry::list_models(ex.node(), offset, limit).map_err(rpc_error)?;
-        Ok(Value::Array(
-            models.iter().map(|m| model_json(&ex, m)).collect(),
-        ))
-    })?;
+    m.register_blocking_method(
+        "lattice_listModels",
+        |params, reader, _| -> RpcResult<Value> {
+            let a = args(&params)?;
+            let offset = u64_arg(a.first(), "offset", 0)?;
+            let limit = u64_arg(a.get(1), "limit", 100)?.min(MAX_LIST);
+            let models = registry::list_models(reader.node(), offset, limit).map_err(rpc_error)?;
+            Ok(Value::Array(
+                models.iter().map(|m| model_json(&reader, m)).collect(),
+            ))
+        },
+    )?;
 
-    m.register_blocking_method("lattice_getModel", |params, ex, _| -> RpcResult<Value> {
-        let a = args(&params)?;
-        let Some(what) = a.first().and_then(Value::as_str) else {
-            return Err(invalid("pass the model: an id, a name or a root CID"));
-        };
-        let model = registry::find_model(ex.node(), what).map_err(rpc_error)?;
-        let mut out = model_json(&ex, &model);
-        let latest: u64 = model.latest.saturating_to();
-        let mut versions = Vec::new();
-        for v in 0..=latest {
-            let ver = registry::get_version(ex.node(), model.id, v).map_err(rpc_error)?;
-            versions.push(json!({
-                "version": v,
-                "rootCid": cid_text(&ver.rootCid),
-                "manifestCid": cid_text(&ver.manifestCid),
-                "addedAt": ver.addedAt,
-                "pinCount": registry::pin_count(ex.node(), &ver.rootCid).ok(),
-            }));
-        }
-        out["versions"] = Value::Array(versions);
-        Ok(out)
-    })?;
+    m.register_blocking_method(
+        "lattice_getModel",
+        |params, reader, _| -> RpcResult<Value> {
+            let a = args(&params)?;
+            let Some(what) = a.first().and_then(Value::as_str) else {
+                return Err(invalid("pass the model: an id, a name or a root CID"));
+            };
+            let model = registry::find_model(reader.node(), what).map_err(rpc_error)?;
+            let mut out = model_json(&reader, &model);
+            let latest: u64 = model.latest.saturating_to();
+            let mut versions = Vec::new();
+            for v in 0..=latest {
+                let ver = registry::get_version(reader.node(), model.id, v).map_err(rpc_error)?;
+                versions.push(json!({
+                    "version": v,
+                    "rootCid": cid_text(&ver.rootCid),
+                    "manifestCid": cid_text(&ver.manifestCid),
+                    "addedAt": ver.addedAt,
+                    "pinCount": registry::pin_count(reader.node(), &ver.rootCid).ok(),
+                }));
+            }
+            out["versions"] = Value::Array(versions);
+            Ok(out)
+        },
+    )?;
 
-    m.register_blocking_method("lattice_getRequest", |params, ex, _| -> RpcResult<Value> {
-        let a = args(&params)?;
-        let hash: B256 = a
-            .first()
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| invalid("pass the input hash (0x + 64 hex digits)"))?;
-        let cid = content::raw_cid(hash);
-        if !ex.store().has(&cid).map_err(|e| rpc_error(e.into()))? {
-            return Err(invalid(format!(
-                "request document {cid} is not on this node"
-            )));
-        }
-        let doc = ex.store().block(&cid).map_err(|e| rpc_error(e.into()))?;
-        Ok(json!({
-            "inputHash": hash,
-            "cid": cid.to_string(),
-            "document": BASE64.encode(&doc),
-            "request": Request::from_bytes(&doc).ok(),
-        }))
-    })?;
+    m.register_blocking_method(
+        "lattice_getRequest",
+        |params, reader, _| -> RpcResult<Value> {
+            let a = args(&params)?;
+            let hash: B256 = a
+                .first()
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| invalid("pass the input hash (0x + 64 hex digits)"))?;
+            let cid = content::raw_cid(hash);
+            if !reader.store().has(&cid).map_err(|e| rpc_error(e.into()))? {
+                return Err(invalid(format!(
+                    "request document {cid} is not on this node"
+                )));
+            }
+            let doc = reader
+                .store()
+                .block(&cid)
+                .map_err(|e| rpc_error(e.into()))?;
+            Ok(json!({
+                "inputHash": hash,
+                "cid": cid.to_string(),
+                "document": BASE64.encode(&doc),
+                "request": Request::from_bytes(&doc).ok(),
+            }))
+        },
+    )?;
 
-    m.register_async_method("lattice_getReceipt", |params, ex, _| async move {
+    m.register_async_method("lattice_getReceipt", |params, reader, _| async move {
         let a = args(&params)?;
         let id = U256::from(u64_arg(a.first(), "requestId", u64::MAX)?);
         if id == U256::from(u64::MAX) {
             return Err(invalid("pass the request id"));
         }
-        let answer = ex.answer(id).await.map_err(rpc_error)?;
+        let answer = reader.answer(id).await.map_err(rpc_error)?;
         serde_json::to_value(answer).map_err(|e| invalid(e.to_string()))
     })?;
 
     m.register_blocking_method(
         "lattice_verifyReceipt",
-        |params, ex, _| -> RpcResult<Value> {
+        |params, reader, _| -> RpcResult<Value> {
             let a = args(&params)?;
             let signed: SignedReceipt =
                 serde_json::from_value(a.into_iter().next().unwrap_or(Value::Null))
                     .map_err(|e| invalid(format!("not a signed receipt: {e}")))?;
-            verify(&ex, &signed).map_err(rpc_error)
+            verify(&reader, &signed).map_err(rpc_error)
         },
     )?;
     Ok(())
@@ -313,7 +325,7 @@ fn register_executor(
 }
 
 /// Every check of a receipt this node can make without re-running the model.
-pub fn verify(ex: &Reader, signed: &SignedReceipt) -> Result<Value, ExecutorError> {
+pub fn verify(reader: &Reader, signed: &SignedReceipt) -> Result<Value, ExecutorError> {
     let mut problems = Vec::new();
     let signer = signed.signer().ok();
     let signature_valid = signer == Some(signed.receipt.executor);
@@ -326,18 +338,18 @@ pub fn verify(ex: &Reader, signed: &SignedReceipt) -> Result<Value, ExecutorErro
             None => "the signature does not recover".to_string(),
         });
     }
-    if signed.chain_id != ex.chain_id()
+    if signed.chain_id != reader.chain_id()
         || signed.verifying_contract != lattice_evm::MODEL_REGISTRY_ADDRESS
     {
         problems.push(format!(
             "signed for chain {} / registry {}, this node is chain {} / registry {}",
             signed.chain_id,
             signed.verifying_contract,
-            ex.chain_id(),
+            reader.chain_id(),
             lattice_evm::MODEL_REGISTRY_ADDRESS
         ));
     }
-    let role = registry::is_executor(ex.node(), signed.receipt.executor)?;
+    let role = registry::is_executor(reader.node(), signed.receipt.executor)?;
     if !role {
         problems.push(format!(
             "{} does not hold EXECUTOR_ROLE",
@@ -348,7 +360,7 @@ pub fn verify(ex: &Reader, signed: &SignedReceipt) -> Result<Value, ExecutorErro
     let on_chain = if id.is_zero() {
         Value::Null
     } else {
-        let r = registry::get_request(ex.node(), id)?;
+        let r = registry::get_request(reader.node(), id)?;
         if r.status != status::FULFILLED {
             problems.push(format!(
                 "request {id} is {}, not fulfilled",
