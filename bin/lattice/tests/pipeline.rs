@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 
 mod support;
 use support::{
-    failed, flip_in_store, lattice, model, models, ok_json, rpc, rpc_result, runtime_data,
-    serve_on, start_instant,
+    failed, flip_in_store, free_port, lattice, model, models, ok_json, rpc, rpc_result,
+    runtime_data, serve_on, start_instant,
 };
 
 /// Dev account 1 owns the models, 2 pays for inferences (0 is the registry's admin and
@@ -53,13 +53,6 @@ fn registry_u256(url: &str, data: Vec<u8>) -> U256 {
     );
     let bytes = alloy_primitives::hex::decode(v.as_str().expect("hex")).expect("hex");
     U256::from_be_slice(&bytes[..32])
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn inference(client: &Path, url: &str, args: &[&str]) -> Output {

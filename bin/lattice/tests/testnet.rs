@@ -12,7 +12,7 @@ use lattice_evm::DEV_ACCOUNTS;
 use serde_json::{Value, json};
 
 mod support;
-use support::{lattice, rpc, signed_transfer};
+use support::{free_port, lattice, rpc, signed_transfer};
 
 const SINK: Address = Address::repeat_byte(0x51);
 
@@ -246,13 +246,6 @@ fn four_validator_processes_survive_a_kill_9_and_agree() {
             );
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// `registry.hasRole(role, who)` through `eth_call`.

@@ -274,3 +274,11 @@ pub(crate) fn signed_transfer(
     let env: alloy_consensus::TxEnvelope = tx.into_signed(sig).into();
     format!("0x{}", alloy_primitives::hex::encode(env.encoded_2718()))
 }
+
+/// A loopback port nothing listens on right now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
