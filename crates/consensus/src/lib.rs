@@ -127,11 +127,7 @@ impl ValidatorSet {
     pub fn from_genesis(keys: &[alloy_primitives::B256]) -> Result<Self, ConfigError> {
         let keys = keys
             .iter()
-            .map(|k| {
-                use commonware_codec::DecodeExt as _;
-                PublicKey::decode(commonware_codec::Copying(k.as_slice()))
-                    .map_err(|_| ConfigError::BadKey("a validator public key"))
-            })
+            .map(|k| net::public_key_from(k.as_slice()))
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(keys)
     }

@@ -155,8 +155,12 @@ pub fn parse_private_key(s: &str) -> Result<PrivateKey, ConfigError> {
 
 /// Parses [`public_key_hex`]'s form.
 pub fn parse_public_key(s: &str) -> Result<PublicKey, ConfigError> {
-    let bytes = unhex(s).ok_or(ConfigError::BadKey("a validator public key"))?;
-    PublicKey::decode(commonware_codec::Copying(bytes.as_slice()))
+    public_key_from(&unhex(s).ok_or(ConfigError::BadKey("a validator public key"))?)
+}
+
+/// A validator public key from its 32 bytes (checked to be a curve point).
+pub(crate) fn public_key_from(bytes: &[u8]) -> Result<PublicKey, ConfigError> {
+    PublicKey::decode(commonware_codec::Copying(bytes))
         .map_err(|_| ConfigError::BadKey("a validator public key"))
 }
 
